@@ -1,0 +1,90 @@
+//! Call records and logs on SQL.
+
+use async_trait::async_trait;
+use shared::{Call, CallLog, Error};
+use sqlx::Row;
+
+use super::rows::{self, to_json, CALL_COLUMNS};
+use super::SqlStore;
+use crate::datastore::{CallFilter, LogStore, Page, StoreResult};
+
+#[async_trait]
+impl LogStore for SqlStore {
+    async fn insert_call(&self, call: &Call) -> StoreResult<()> {
+        let columns = ["id", "app_id", "fn_id", "path", "status", "created_at", "started_at", "completed_at", "error", "stats"];
+        let sql = self.sql(&self.dialect.upsert("calls", &columns, "id")).into_owned();
+        sqlx::query(&sql)
+            .bind(&call.id)
+            .bind(&call.app_id)
+            .bind(&call.fn_id)
+            .bind(&call.path)
+            .bind(call.status.as_str())
+            .bind(call.created_at.to_string())
+            .bind(call.started_at.map(|t| t.to_string()))
+            .bind(call.completed_at.map(|t| t.to_string()))
+            .bind(&call.error)
+            .bind(to_json(&call.stats))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_call(&self, call_id: &str) -> StoreResult<Call> {
+        let sql = self.sql(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?")).into_owned();
+        let row = sqlx::query(&sql).bind(call_id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(rows::call).transpose()?.ok_or_else(|| Error::CallNotFound.into())
+    }
+
+    async fn list_calls(&self, filter: &CallFilter) -> StoreResult<Page<Call>> {
+        let mut sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE 1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        let mut add = |clause: &str, value: String| {
+            sql.push_str(clause);
+            binds.push(value);
+        };
+        if let Some(v) = &filter.app_id {
+            add(" AND app_id = ?", v.clone());
+        }
+        if let Some(v) = &filter.fn_id {
+            add(" AND fn_id = ?", v.clone());
+        }
+        if let Some(v) = &filter.path {
+            add(" AND path = ?", v.clone());
+        }
+        if let Some(v) = &filter.from_time {
+            add(" AND created_at >= ?", v.to_string());
+        }
+        if let Some(v) = &filter.to_time {
+            add(" AND created_at <= ?", v.to_string());
+        }
+        if let Some(v) = &filter.cursor {
+            add(" AND id < ?", v.clone());
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.per_page + 1));
+        let sql = self.sql(&sql).into_owned();
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let items = q.fetch_all(&self.pool).await?.iter().map(rows::call).collect::<StoreResult<Vec<_>>>()?;
+        Ok(rows::page(items, filter.per_page, |c| c.id.clone()))
+    }
+
+    async fn insert_log(&self, app_id: &str, call_id: &str, log: &str) -> StoreResult<()> {
+        if call_id.is_empty() {
+            return Err(Error::MissingCallId.into());
+        }
+        if app_id.is_empty() {
+            return Err(Error::MissingAppId.into());
+        }
+        let sql = self.sql(&self.dialect.upsert("logs", &["id", "app_id", "log"], "id")).into_owned();
+        sqlx::query(&sql).bind(call_id).bind(app_id).bind(log).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn get_log(&self, call_id: &str) -> StoreResult<CallLog> {
+        let sql = self.sql("SELECT id, log FROM logs WHERE id = ?");
+        let row = sqlx::query(&sql).bind(call_id).fetch_optional(&self.pool).await?.ok_or(Error::CallLogNotFound)?;
+        Ok(CallLog { call_id: row.try_get("id")?, log: row.try_get("log")? })
+    }
+}

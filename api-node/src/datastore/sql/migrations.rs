@@ -1,0 +1,200 @@
+//! Schema migrations, embedded in the binary and applied at start.
+//!
+//! Each migration runs once, recorded in `fn_schema_migrations`. Nodes starting together take turns: the
+//! whole run holds PostgreSQL's advisory lock, MySQL's `GET_LOCK`, or SQLite's write lock
+//! (`BEGIN IMMEDIATE`), and reads the applied versions only once it holds it, so a second runner finds the
+//! work done. On PostgreSQL and SQLite a migration is transactional; MySQL commits DDL implicitly, so its
+//! tables are created with `IF NOT EXISTS` and a re-run after a crash finishes the job.
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Connection, Executor, Row};
+
+use super::Dialect;
+use crate::datastore::{StoreError, StoreResult};
+
+/// One schema change.
+struct Migration {
+    version: i64,
+    description: &'static str,
+    /// DDL templates; see [`Dialect::ddl`] for the placeholders.
+    statements: &'static [&'static str],
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "apps, routes, fns, triggers, calls and logs",
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS apps (
+            id {key} NOT NULL PRIMARY KEY,
+            name {name} NOT NULL,
+            config {text} NOT NULL,
+            annotations {text} NOT NULL,
+            syslog_url {text} NULL,
+            created_at {key} NOT NULL,
+            updated_at {key} NOT NULL,
+            CONSTRAINT uq_apps_name UNIQUE (name)
+        ){table}",
+        "CREATE TABLE IF NOT EXISTS routes (
+            app_id {key} NOT NULL,
+            path {name} NOT NULL,
+            image {text} NOT NULL,
+            format {key} NOT NULL,
+            memory {int} NOT NULL,
+            cpus {int} NOT NULL,
+            timeout {int} NOT NULL,
+            idle_timeout {int} NOT NULL,
+            tmpfs_size {int} NOT NULL,
+            type {key} NOT NULL,
+            headers {text} NOT NULL,
+            config {text} NOT NULL,
+            annotations {text} NOT NULL,
+            created_at {key} NOT NULL,
+            updated_at {key} NOT NULL,
+            PRIMARY KEY (app_id, path)
+        ){table}",
+        "CREATE TABLE IF NOT EXISTS fns (
+            id {key} NOT NULL PRIMARY KEY,
+            name {name} NOT NULL,
+            app_id {key} NOT NULL,
+            image {text} NOT NULL,
+            format {key} NOT NULL,
+            memory {int} NOT NULL,
+            timeout {int} NOT NULL,
+            idle_timeout {int} NOT NULL,
+            config {text} NOT NULL,
+            annotations {text} NOT NULL,
+            created_at {key} NOT NULL,
+            updated_at {key} NOT NULL,
+            CONSTRAINT uq_fns_name UNIQUE (app_id, name)
+        ){table}",
+        "CREATE TABLE IF NOT EXISTS triggers (
+            id {key} NOT NULL PRIMARY KEY,
+            name {name} NOT NULL,
+            app_id {key} NOT NULL,
+            fn_id {key} NOT NULL,
+            type {key} NOT NULL,
+            source {name} NOT NULL,
+            annotations {text} NOT NULL,
+            created_at {key} NOT NULL,
+            updated_at {key} NOT NULL,
+            CONSTRAINT uq_triggers_name UNIQUE (app_id, fn_id, name),
+            CONSTRAINT uq_triggers_source UNIQUE (app_id, type, source)
+        ){table}",
+        "CREATE TABLE IF NOT EXISTS calls (
+            id {key} NOT NULL PRIMARY KEY,
+            app_id {key} NOT NULL,
+            fn_id {key} NOT NULL,
+            path {name} NOT NULL,
+            status {key} NOT NULL,
+            created_at {key} NOT NULL,
+            started_at {key} NULL,
+            completed_at {key} NULL,
+            error {text} NOT NULL,
+            stats {text} NOT NULL
+        ){table}",
+        "CREATE INDEX ix_calls_app ON calls (app_id, id)",
+        "CREATE INDEX ix_calls_fn ON calls (fn_id, id)",
+        "CREATE TABLE IF NOT EXISTS logs (
+            id {key} NOT NULL PRIMARY KEY,
+            app_id {key} NOT NULL,
+            log {text} NOT NULL
+        ){table}",
+        "CREATE INDEX ix_logs_app ON logs (app_id)",
+        "CREATE INDEX ix_fns_app ON fns (app_id)",
+        "CREATE INDEX ix_triggers_fn ON triggers (fn_id)",
+    ],
+}];
+
+/// The schema version this binary brings the database to.
+pub const LATEST_VERSION: i64 = 1;
+
+const PG_LOCK_KEY: i64 = 0x666e_5f6d_6967; // "fn_mig"
+
+/// Applies every migration the database lacks, under the engine's cross-process lock.
+pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> StoreResult<()> {
+    let mut conn = pool.acquire().await?;
+    lock(&mut conn, dialect).await?;
+    let result = apply_pending(&mut conn, dialect).await;
+    let unlocked = unlock(&mut conn, dialect, result.is_ok()).await;
+    result.and(unlocked)
+}
+
+async fn lock(conn: &mut PoolConnection<Any>, dialect: Dialect) -> StoreResult<()> {
+    match dialect {
+        Dialect::Postgres => {
+            conn.execute(format!("SELECT pg_advisory_lock({PG_LOCK_KEY})").as_str()).await?;
+        }
+        Dialect::Mysql => {
+            let got: Option<i64> = sqlx::query("SELECT GET_LOCK('fn_schema_migrations', 300)")
+                .fetch_one(&mut **conn)
+                .await?
+                .try_get(0)?;
+            if got != Some(1) {
+                return Err(StoreError::Corrupt("timed out waiting for the migration lock".into()));
+            }
+        }
+        Dialect::Sqlite => {
+            conn.execute("BEGIN IMMEDIATE").await?;
+        }
+    }
+    Ok(())
+}
+
+async fn unlock(conn: &mut PoolConnection<Any>, dialect: Dialect, commit: bool) -> StoreResult<()> {
+    match dialect {
+        Dialect::Postgres => {
+            conn.execute(format!("SELECT pg_advisory_unlock({PG_LOCK_KEY})").as_str()).await?;
+        }
+        Dialect::Mysql => {
+            conn.execute("SELECT RELEASE_LOCK('fn_schema_migrations')").await?;
+        }
+        Dialect::Sqlite => {
+            conn.execute(if commit { "COMMIT" } else { "ROLLBACK" }).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn apply_pending(conn: &mut PoolConnection<Any>, dialect: Dialect) -> StoreResult<()> {
+    let ddl = "CREATE TABLE IF NOT EXISTS fn_schema_migrations (
+        version {int} NOT NULL PRIMARY KEY,
+        description {text} NOT NULL
+    ){table}";
+    conn.execute(dialect.ddl(ddl).as_str()).await?;
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM fn_schema_migrations")
+        .fetch_all(&mut **conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    if let Some(newer) = applied.iter().find(|v| **v > LATEST_VERSION) {
+        return Err(StoreError::Corrupt(format!(
+            "the database schema is at version {newer}, newer than this binary's {LATEST_VERSION}: upgrade the binary"
+        )));
+    }
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        tracing::info!(version = m.version, description = m.description, "applying migration");
+        let record = dialect.rebind("INSERT INTO fn_schema_migrations (version, description) VALUES (?, ?)");
+        if dialect == Dialect::Postgres {
+            let mut tx = conn.begin().await?;
+            for s in m.statements {
+                tx.execute(dialect.ddl(s).as_str()).await?;
+            }
+            sqlx::query(&record).bind(m.version).bind(m.description).execute(&mut *tx).await?;
+            tx.commit().await?;
+        } else {
+            // SQLite is inside the run's BEGIN IMMEDIATE; MySQL commits each DDL statement itself, so
+            // an index left by a crashed earlier run is taken as done.
+            for s in m.statements {
+                match conn.execute(dialect.ddl(s).as_str()).await {
+                    Err(sqlx::Error::Database(e)) if dialect == Dialect::Mysql && e.message().contains("Duplicate key name") => {}
+                    other => {
+                        other?;
+                    }
+                }
+            }
+            sqlx::query(&record).bind(m.version).bind(m.description).execute(&mut **conn).await?;
+        }
+    }
+    Ok(())
+}

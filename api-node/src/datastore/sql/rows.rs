@@ -1,0 +1,158 @@
+//! Reading models back from rows, and the text forms of their map columns.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shared::time::DateTime;
+use shared::{
+    Annotations, App, Call, CallStatus, Config, Format, Func, Headers, MilliCpus, Route, RouteType, Trigger,
+    TriggerType,
+};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::datastore::{StoreError, StoreResult};
+
+/// Column lists, in the order the readers below expect them.
+pub const APP_COLUMNS: &str = "id, name, config, annotations, syslog_url, created_at, updated_at";
+pub const ROUTE_COLUMNS: &str = "app_id, path, image, format, memory, cpus, timeout, idle_timeout, tmpfs_size, type, \
+     headers, config, annotations, created_at, updated_at";
+pub const FN_COLUMNS: &str =
+    "id, name, app_id, image, format, memory, timeout, idle_timeout, config, annotations, created_at, updated_at";
+pub const TRIGGER_COLUMNS: &str = "id, name, app_id, fn_id, type, source, annotations, created_at, updated_at";
+pub const CALL_COLUMNS: &str = "id, app_id, fn_id, path, status, created_at, started_at, completed_at, error, stats";
+
+/// A map as JSON text (Fn stores maps this way too).
+pub fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "{}".to_string())
+}
+
+fn from_json<T: DeserializeOwned + Default>(s: &str) -> StoreResult<T> {
+    if s.is_empty() {
+        return Ok(T::default());
+    }
+    Ok(serde_json::from_str(s)?)
+}
+
+fn time(row: &AnyRow, col: &str) -> StoreResult<DateTime> {
+    let s: String = row.try_get(col)?;
+    DateTime::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("{col} {s:?} is not a timestamp")))
+}
+
+fn opt_time(row: &AnyRow, col: &str) -> StoreResult<Option<DateTime>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.filter(|s| !s.is_empty()).map(|s| DateTime::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("{col} {s:?}")))).transpose()
+}
+
+fn int(row: &AnyRow, col: &str) -> StoreResult<i64> {
+    Ok(row.try_get::<i64, _>(col)?)
+}
+
+fn format(row: &AnyRow) -> StoreResult<Format> {
+    let s: String = row.try_get("format")?;
+    Format::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("format {s:?}")))
+}
+
+/// An app row.
+pub fn app(row: &AnyRow) -> StoreResult<App> {
+    Ok(App {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        config: Config(from_json(&row.try_get::<String, _>("config")?)?),
+        annotations: Annotations::from_stored(from_json(&row.try_get::<String, _>("annotations")?)?),
+        syslog_url: row.try_get::<Option<String>, _>("syslog_url")?.filter(|s| !s.is_empty()),
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// A route row.
+pub fn route(row: &AnyRow) -> StoreResult<Route> {
+    let route_type: String = row.try_get("type")?;
+    Ok(Route {
+        app_id: row.try_get("app_id")?,
+        path: row.try_get("path")?,
+        image: row.try_get("image")?,
+        memory: int(row, "memory")? as u64,
+        cpus: MilliCpus(int(row, "cpus")? as u64),
+        headers: Headers(from_json(&row.try_get::<String, _>("headers")?)?),
+        route_type: RouteType::parse(&route_type).ok_or_else(|| StoreError::Corrupt(format!("type {route_type:?}")))?,
+        format: format(row)?,
+        timeout: int(row, "timeout")? as i32,
+        idle_timeout: int(row, "idle_timeout")? as i32,
+        tmpfs_size: int(row, "tmpfs_size")? as u32,
+        config: Config(from_json(&row.try_get::<String, _>("config")?)?),
+        annotations: Annotations::from_stored(from_json(&row.try_get::<String, _>("annotations")?)?),
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// A fn row.
+pub fn func(row: &AnyRow) -> StoreResult<Func> {
+    Ok(Func {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        app_id: row.try_get("app_id")?,
+        image: row.try_get("image")?,
+        memory: int(row, "memory")? as u64,
+        timeout: int(row, "timeout")? as i32,
+        idle_timeout: int(row, "idle_timeout")? as i32,
+        format: format(row)?,
+        config: Config(from_json(&row.try_get::<String, _>("config")?)?),
+        annotations: Annotations::from_stored(from_json(&row.try_get::<String, _>("annotations")?)?),
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// A trigger row.
+pub fn trigger(row: &AnyRow) -> StoreResult<Trigger> {
+    let t: String = row.try_get("type")?;
+    if t != TriggerType::Http.as_str() {
+        return Err(StoreError::Corrupt(format!("trigger type {t:?}")));
+    }
+    Ok(Trigger {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        app_id: row.try_get("app_id")?,
+        fn_id: row.try_get("fn_id")?,
+        trigger_type: TriggerType::Http,
+        source: row.try_get("source")?,
+        annotations: Annotations::from_stored(from_json(&row.try_get::<String, _>("annotations")?)?),
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// A call row.
+pub fn call(row: &AnyRow) -> StoreResult<Call> {
+    let status: String = row.try_get("status")?;
+    Ok(Call {
+        id: row.try_get("id")?,
+        status: CallStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+        app_id: row.try_get("app_id")?,
+        fn_id: row.try_get("fn_id")?,
+        path: row.try_get("path")?,
+        created_at: time(row, "created_at")?,
+        started_at: opt_time(row, "started_at")?,
+        completed_at: opt_time(row, "completed_at")?,
+        error: row.try_get("error")?,
+        stats: from_json(&row.try_get::<String, _>("stats")?)?,
+    })
+}
+
+/// Whether a failed statement broke a unique constraint, and its message (to tell constraints apart).
+pub fn unique_violation(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Some(db.message().to_string()),
+        _ => None,
+    }
+}
+
+/// Builds a page from `per_page + 1` fetched rows: the extra row only tells that another page exists.
+pub fn page<T>(mut items: Vec<T>, per_page: u32, cursor_of: impl Fn(&T) -> String) -> crate::datastore::Page<T> {
+    let more = items.len() > per_page as usize;
+    items.truncate(per_page as usize);
+    let next_cursor = if more { items.last().map(cursor_of) } else { None };
+    crate::datastore::Page { items, next_cursor }
+}

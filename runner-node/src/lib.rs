@@ -1,0 +1,27 @@
+//! The runner agent: turns a function call into work in a Docker container.
+//!
+//! The embedding node builds a [`CallSpec`] from its models and calls [`Agent::submit`]; the
+//! agent picks (or starts) a container, runs the call in the function's format, and answers a
+//! [`CallResponse`] or an [`AgentError`] that knows its HTTP status and Fn's message.
+//! Records and logs leave through the [`CallRecorder`] trait the node implements.
+//!
+//! Layout, one job per file:
+//! - [`config`]: `FN_*` settings with Fn's defaults;
+//! - [`resources`]: memory/CPU tokens against the node's capacity;
+//! - [`driver`]: the container seam, with the bollard Docker implementation;
+//! - `slots`: hot containers per slot key, LIFO, one call at a time;
+//! - `protocol`: the formats (`default`, `http`, `json`, `http-stream`);
+//! - [`recorder`]: call records and logs, written off the response path;
+//! - [`agent`]: ties it together, plus reaping and graceful shutdown.
+
+pub mod call;
+pub mod config;
+pub mod driver;
+pub mod error;
+pub mod recorder;
+pub mod resources;
+
+pub use call::{CallResponse, CallSpec, Format};
+pub use config::AgentConfig;
+pub use error::AgentError;
+pub use recorder::{CallRecord, CallRecorder, CallStatus, NoopRecorder};

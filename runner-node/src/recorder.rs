@@ -1,0 +1,220 @@
+//! Call records and logs leave the agent through [`CallRecorder`], implemented by the embedding
+//! node (straight to the datastore in full mode, over the hybrid API on runner nodes).
+//!
+//! Recording never sits on the response path: events go through a bounded queue to one
+//! background writer. When the queue is full, submitting waits (backpressure) instead of
+//! dropping records.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Final state of a call, as Fn names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallStatus {
+    /// Executing in a container.
+    Running,
+    /// Finished with a response.
+    Success,
+    /// Failed (container error, bad response, no capacity, ...).
+    Error,
+    /// Ran past its timeout.
+    Timeout,
+}
+
+impl CallStatus {
+    /// Fn's name for the status (`running`, `success`, `error`, `timeout`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CallStatus::Running => "running",
+            CallStatus::Success => "success",
+            CallStatus::Error => "error",
+            CallStatus::Timeout => "timeout",
+        }
+    }
+}
+
+/// What is stored about a call.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// Call id.
+    pub id: String,
+    /// App id.
+    pub app_id: String,
+    /// Fn id (v2) or empty.
+    pub fn_id: String,
+    /// Route path (v1) or empty.
+    pub path: String,
+    /// Image that ran.
+    pub image: String,
+    /// Current status.
+    pub status: CallStatus,
+    /// When the agent received the call.
+    pub created_at: DateTime<Utc>,
+    /// When the call got its container.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the call ended.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Error text for failed calls (Fn's message).
+    pub error: Option<String>,
+}
+
+/// Error type recorders return; it is logged, never shown to callers.
+pub type RecordError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Storage for call records and logs, implemented by the node that embeds the agent.
+#[async_trait]
+pub trait CallRecorder: Send + Sync + 'static {
+    /// The call got a container and is running.
+    async fn call_started(&self, call: &CallRecord) -> Result<(), RecordError>;
+    /// The call ended; `log` is its stderr, capped at `FN_MAX_LOG_SIZE_BYTES`.
+    async fn call_finished(&self, call: &CallRecord, log: Bytes) -> Result<(), RecordError>;
+}
+
+/// A recorder that keeps nothing (pure runners, benchmarks).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopRecorder;
+
+#[async_trait]
+impl CallRecorder for NoopRecorder {
+    async fn call_started(&self, _call: &CallRecord) -> Result<(), RecordError> {
+        Ok(())
+    }
+    async fn call_finished(&self, _call: &CallRecord, _log: Bytes) -> Result<(), RecordError> {
+        Ok(())
+    }
+}
+
+enum Event {
+    Started(CallRecord),
+    Finished(CallRecord, Bytes),
+}
+
+/// The bounded background writer in front of a [`CallRecorder`].
+pub(crate) struct RecordWriter {
+    tx: Mutex<Option<mpsc::Sender<Event>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl RecordWriter {
+    /// Starts the writer task with a queue of `capacity` events.
+    pub fn start(recorder: std::sync::Arc<dyn CallRecorder>, capacity: usize) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Event>(capacity.max(1));
+        let task = tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let res = match &ev {
+                    Event::Started(c) => recorder.call_started(c).await,
+                    Event::Finished(c, log) => recorder.call_finished(c, log.clone()).await,
+                };
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "failed to record call");
+                }
+            }
+        });
+        RecordWriter { tx: Mutex::new(Some(tx)), task: Mutex::new(Some(task)) }
+    }
+
+    async fn send(&self, ev: Event) {
+        let tx = self.tx.lock().expect("recorder lock").clone();
+        if let Some(tx) = tx {
+            // Waits only when the queue is full: backpressure, not loss.
+            let _ = tx.send(ev).await;
+        }
+    }
+
+    /// Queues a "started" record.
+    pub async fn started(&self, call: CallRecord) {
+        self.send(Event::Started(call)).await
+    }
+
+    /// Queues a "finished" record with its log.
+    pub async fn finished(&self, call: CallRecord, log: Bytes) {
+        self.send(Event::Finished(call, log)).await
+    }
+
+    /// Stops accepting events and waits until everything queued is written.
+    pub async fn close(&self) {
+        self.tx.lock().expect("recorder lock").take();
+        let task = self.task.lock().expect("recorder lock").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A byte buffer that keeps the first `cap` bytes and silently drops the rest (the call log).
+#[derive(Debug)]
+pub(crate) struct LogBuffer {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl LogBuffer {
+    pub fn new(cap: usize) -> Self {
+        LogBuffer { buf: Vec::new(), cap }
+    }
+
+    pub fn write(&mut self, data: &[u8]) {
+        let room = self.cap.saturating_sub(self.buf.len());
+        self.buf.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from(self.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn log_buffer_is_capped() {
+        let mut l = LogBuffer::new(5);
+        l.write(b"abc");
+        l.write(b"defgh");
+        assert_eq!(&l.into_bytes()[..], b"abcde");
+    }
+
+    struct Slow(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl CallRecorder for Slow {
+        async fn call_started(&self, c: &CallRecord) -> Result<(), RecordError> {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            self.0.lock().unwrap().push(format!("start {}", c.id));
+            Ok(())
+        }
+        async fn call_finished(&self, c: &CallRecord, log: Bytes) -> Result<(), RecordError> {
+            self.0.lock().unwrap().push(format!("end {} {}", c.id, String::from_utf8_lossy(&log)));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn writer_keeps_order_and_flushes_on_close() {
+        let rec = Arc::new(Slow(Mutex::new(Vec::new())));
+        let w = RecordWriter::start(rec.clone(), 1);
+        let call = CallRecord {
+            id: "c1".into(), app_id: String::new(), fn_id: String::new(), path: String::new(),
+            image: String::new(), status: CallStatus::Running, created_at: Utc::now(),
+            started_at: None, completed_at: None, error: None,
+        };
+        for i in 0..5 {
+            let mut c = call.clone();
+            c.id = format!("c{i}");
+            w.started(c.clone()).await;
+            w.finished(c, Bytes::from("log")).await;
+        }
+        w.close().await;
+        let seen = rec.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 10);
+        assert_eq!(seen[0], "start c0");
+        assert_eq!(seen[9], "end c4 log");
+    }
+}

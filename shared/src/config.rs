@@ -1,0 +1,99 @@
+//! Reading Fn's `FN_*` environment variables.
+//!
+//! Each node keeps its own settings struct; this module gives them one way to read a variable with Fn's
+//! default and to fail at start-up, naming the variable, when a value does not parse (Fn exits on a bad
+//! integer too). Millisecond settings follow Fn: a negative value means "never".
+
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The variable is set but does not parse.
+    #[error("invalid value {value:?} for {name}: {reason}")]
+    Invalid {
+        /// Variable name.
+        name: String,
+        /// The value found.
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// A variable the node cannot run without.
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// Where to read variables from: the process environment, or a map in tests.
+pub trait Source {
+    /// The value of `name`, if set.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Env;
+
+impl Source for Env {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Source for std::collections::HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        std::collections::HashMap::get(self, name).cloned()
+    }
+}
+
+/// `name` parsed as `T`, or `default` when unset or empty.
+pub fn parse_or<T: FromStr>(src: &dyn Source, name: &str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match src.get(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            name: name.to_string(),
+            value: v.clone(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// `name` as a string, or `default` when unset.
+pub fn string_or(src: &dyn Source, name: &str, default: &str) -> String {
+    src.get(name).unwrap_or_else(|| default.to_string())
+}
+
+/// Whether `name` is set at all: Fn's switches (`FN_DISABLE_READONLY_ROOTFS`, ...) act on presence.
+pub fn is_set(src: &dyn Source, name: &str) -> bool {
+    src.get(name).is_some()
+}
+
+/// A `*_MSECS` variable: milliseconds, with a negative value meaning "never" (`None`).
+pub fn msecs_or(src: &dyn Source, name: &str, default_ms: i64) -> Result<Option<Duration>, ConfigError> {
+    let ms: i64 = parse_or(src, name, default_ms)?;
+    Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn reads_defaults_values_and_errors() {
+        let mut env = HashMap::new();
+        env.insert("FN_PORT".to_string(), "9000".to_string());
+        env.insert("FN_BAD".to_string(), "nine".to_string());
+        env.insert("FN_FREEZE_IDLE_MSECS".to_string(), "-1".to_string());
+        assert_eq!(parse_or(&env, "FN_PORT", 8080u16), Ok(9000));
+        assert_eq!(parse_or(&env, "FN_UNSET", 8080u16), Ok(8080));
+        let err = parse_or(&env, "FN_BAD", 1u32).unwrap_err();
+        assert!(err.to_string().contains("FN_BAD"));
+        assert_eq!(msecs_or(&env, "FN_FREEZE_IDLE_MSECS", 50), Ok(None));
+        assert_eq!(msecs_or(&env, "FN_OTHER_MSECS", 50), Ok(Some(Duration::from_millis(50))));
+    }
+}

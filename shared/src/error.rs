@@ -1,0 +1,329 @@
+//! The one error type of the domain layer.
+//!
+//! Every variant knows the HTTP status and the exact message Fn's server answers with, so that Fn's CLI and
+//! clients, which match on both, behave the same against this platform. Transports render the two body
+//! shapes Fn uses: v1 (and `/r/`) wrap the message as `{"error":{"message":...}}`, v2 answers it flat as
+//! `{"message":...}`. [`Error::Internal`] keeps its cause for the log and shows callers only
+//! "internal server error".
+
+use std::borrow::Cow;
+
+/// Status code and message for a failure, the way Fn reports it.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- request shape -----------------------------------------------------------------------
+    /// The body is not JSON, or not of the expected shape.
+    #[error("Invalid JSON")]
+    InvalidJson,
+    /// A 400 whose text is built at run time (a bad syslog URL, a bad query value, ...).
+    #[error("{0}")]
+    BadRequest(Cow<'static, str>),
+    /// No route is served at this path.
+    #[error("Path not found: {0}")]
+    PathNotFound(String),
+    /// The path exists but not for this method.
+    #[error("Method not allowed: {method} {path}")]
+    MethodNotAllowed {
+        /// HTTP method the caller used.
+        method: String,
+        /// Path the caller asked for.
+        path: String,
+    },
+    /// The body is larger than the node accepts.
+    #[error("Request content too large")]
+    RequestTooLarge,
+    /// The `Accept` header names nothing this endpoint can produce.
+    #[error("unable to respond within acceptable response content types")]
+    NotAcceptable,
+
+    // ---- apps --------------------------------------------------------------------------------
+    /// v1 body without its `app` key.
+    #[error("Missing new application")]
+    MissingNewApp,
+    /// An empty app name in the URL.
+    #[error("Missing app name")]
+    MissingAppName,
+    /// An app body without a name.
+    #[error("Missing Name")]
+    AppMissingName,
+    /// App name longer than [`crate::models::MAX_NAME_LEN`].
+    #[error("App name must be 30 characters or less")]
+    AppNameTooLong,
+    /// App name with a character other than a letter, digit, `_` or `-`.
+    #[error("Invalid app name")]
+    AppInvalidName,
+    /// Create with an ID: IDs are the server's to make.
+    #[error("App ID cannot be supplied on create")]
+    AppIdProvided,
+    /// PUT whose body ID differs from the path's.
+    #[error("App ID in path does not match ID in body")]
+    AppIdMismatch,
+    /// No app with that name or ID.
+    #[error("App not found")]
+    AppNotFound,
+    /// App names are unique.
+    #[error("App already exists")]
+    AppAlreadyExists,
+    /// App names cannot change.
+    #[error("Could not update - name is immutable")]
+    NameImmutable,
+    /// A syslog URL entry that is not `udp://`, `tcp://` or `tls://`.
+    #[error("invalid syslog url: \"{0}\"")]
+    InvalidSyslogUrl(String),
+
+    // ---- routes ------------------------------------------------------------------------------
+    /// v1 body without its `route` key.
+    #[error("Missing new route")]
+    MissingNewRoute,
+    /// A route with no app.
+    #[error("Missing route AppName")]
+    RouteMissingApp,
+    /// A route with no path.
+    #[error("Missing route Path")]
+    RouteMissingPath,
+    /// A route path that does not parse as a URL path.
+    #[error("Path malformed")]
+    RoutePathMalformed,
+    /// Route paths are matched exactly; `:param` segments are not supported.
+    #[error("Dynamic URL is not allowed")]
+    RouteDynamicPath,
+    /// A relative route path.
+    #[error("Invalid route path format")]
+    RouteInvalidPath,
+    /// A route path longer than the store keeps.
+    #[error("Route path must be 512 characters or less")]
+    RoutePathTooLong,
+    /// Route paths cannot change.
+    #[error("Could not update - path is immutable")]
+    RoutePathImmutable,
+    /// A route with no image.
+    #[error("Missing route Image")]
+    RouteMissingImage,
+    /// A route type other than `sync` or `async`.
+    #[error("Invalid route Type")]
+    RouteInvalidType,
+    /// A route format outside the supported set.
+    #[error("Invalid route Format")]
+    RouteInvalidFormat,
+    /// Route timeout out of range for its type.
+    #[error("timeout value is out of range. Sync should be between 0 and 120, async should be between 0 and 3600")]
+    RouteInvalidTimeout,
+    /// Route idle timeout out of range.
+    #[error("idle_timeout value is out of range. It should be between 0 and 3600")]
+    RouteInvalidIdleTimeout,
+    /// `(app, path)` is unique.
+    #[error("Route already exists")]
+    RouteAlreadyExists,
+    /// No route at that path.
+    #[error("Route not found")]
+    RouteNotFound,
+
+    // ---- shared by routes and fns ------------------------------------------------------------
+    /// Memory outside 1..=8192 MB.
+    #[error("memory value is out of range. It should be between 0 and 8192")]
+    InvalidMemory,
+    /// A `cpus` string that is not a valid amount of CPU.
+    #[error("Cpus is invalid. Value should be either between [0.000 and 1024.000] or [0m and 1024000m] milliCPU units")]
+    InvalidCpus,
+
+    // ---- fns ---------------------------------------------------------------------------------
+    /// Create with an ID.
+    #[error("ID cannot be provided for Fn creation")]
+    FnIdProvided,
+    /// A fn with no name.
+    #[error("Missing Fn name")]
+    FnMissingName,
+    /// Fn name longer than the limit.
+    #[error("Fn name must be 30 characters or less")]
+    FnNameTooLong,
+    /// A fn name that would need escaping in a URL path.
+    #[error("name must be a valid string")]
+    FnInvalidName,
+    /// A fn with no app.
+    #[error("Missing AppID on Fn")]
+    FnMissingAppId,
+    /// A fn with no image.
+    #[error("Missing image on Fn")]
+    FnMissingImage,
+    /// Fn timeout outside 1..=300 s.
+    #[error("timeout value is out of range, must be between 0 and 300")]
+    FnInvalidTimeout,
+    /// Fn idle timeout outside 1..=3600 s.
+    #[error("idle_timeout value is out of range, must be between 0 and 3600")]
+    FnInvalidIdleTimeout,
+    /// A fn format outside the supported set.
+    #[error("Invalid format on Fn")]
+    FnInvalidFormat,
+    /// PUT whose body ID differs from the path's.
+    #[error("Fn ID in path does not match that in body")]
+    FnIdMismatch,
+    /// `(app, name)` is unique for fns.
+    #[error("Fn with specified name already exists")]
+    FnAlreadyExists,
+    /// No fn with that ID.
+    #[error("Fn not found")]
+    FnNotFound,
+
+    // ---- triggers ----------------------------------------------------------------------------
+    /// Create with an ID.
+    #[error("ID cannot be provided for Trigger creation")]
+    TriggerIdProvided,
+    /// Create with `created_at`.
+    #[error("Trigger Created At Provided for Create")]
+    TriggerCreatedAtProvided,
+    /// Create with `updated_at`. Fn reports "Trigger ID Provided for Create" here (a quirk); we name the field.
+    #[error("Trigger Updated At Provided for Create")]
+    TriggerUpdatedAtProvided,
+    /// A trigger with no name.
+    #[error("Missing name on Trigger")]
+    TriggerMissingName,
+    /// Trigger name longer than the limit.
+    #[error("Trigger name must be 30 characters or less")]
+    TriggerNameTooLong,
+    /// Trigger name with a character other than a letter, digit, `_` or `-`.
+    #[error("Invalid name for Trigger")]
+    TriggerInvalidName,
+    /// A trigger with no app.
+    #[error("Missing App ID on Trigger")]
+    TriggerMissingAppId,
+    /// A trigger with no fn.
+    #[error("Missing Fn ID on Trigger")]
+    TriggerMissingFnId,
+    /// The trigger's fn belongs to another app.
+    #[error("Invalid Fn ID - not owned by specified app")]
+    TriggerFnNotInApp,
+    /// Only `http` triggers exist.
+    #[error("Trigger Type Not Supported")]
+    TriggerTypeUnsupported,
+    /// A trigger with no source.
+    #[error("Missing Trigger Source")]
+    TriggerMissingSource,
+    /// Trigger sources are paths and start with `/`.
+    #[error("Missing Trigger Source Prefix '/'")]
+    TriggerSourceNoSlash,
+    /// A trigger source longer than the store keeps.
+    #[error("Trigger source must be 512 characters or less")]
+    TriggerSourceTooLong,
+    /// PUT whose body ID differs from the path's.
+    #[error("ID in path does not match ID in body")]
+    TriggerIdMismatch,
+    /// A trigger cannot move to another app.
+    #[error("Could not update - app_id is immutable")]
+    TriggerAppImmutable,
+    /// `(app, fn, name)` is unique for triggers.
+    #[error("Trigger already exists")]
+    TriggerAlreadyExists,
+    /// `(app, type, source)` is unique for triggers.
+    #[error("Trigger with the same type and source exists on this app")]
+    TriggerSourceExists,
+    /// No trigger with that ID.
+    #[error("Trigger not found")]
+    TriggerNotFound,
+
+    // ---- annotations -------------------------------------------------------------------------
+    /// Key empty or with characters outside printable ASCII.
+    #[error("Invalid annotation key, annotation keys must be non-empty ascii strings excluding whitespace")]
+    AnnotationKeyInvalid,
+    /// Key over 128 bytes.
+    #[error("Invalid annotation key length, annotation keys may not be larger than 128 bytes")]
+    AnnotationKeyTooLong,
+    /// Value `""` or `null` where a value is required.
+    #[error("Invalid annotation value, annotation values may only be non-empty strings, numbers, objects, or arrays")]
+    AnnotationValueInvalid,
+    /// Value over 512 bytes as compact JSON.
+    #[error("Invalid annotation value length, annotation values may not be larger than 512 bytes when serialized as JSON")]
+    AnnotationValueTooLong,
+    /// More than 100 keys.
+    #[error("Invalid annotation change, new key(s) exceed maximum permitted number of annotations keys (100)")]
+    AnnotationTooMany,
+
+    // ---- calls and logs ----------------------------------------------------------------------
+    /// No call with that ID (for that app or fn).
+    #[error("Call not found")]
+    CallNotFound,
+    /// No log stored for that call.
+    #[error("Call log not found")]
+    CallLogNotFound,
+    /// Call operations need a call ID.
+    #[error("Missing call ID")]
+    MissingCallId,
+    /// Call operations need an app ID.
+    #[error("Missing App ID")]
+    MissingAppId,
+
+    // ---- server ------------------------------------------------------------------------------
+    /// The node cannot take the work now; the caller should retry (`Retry-After: 15`).
+    #[error("Timed out - server too busy")]
+    ServerBusy,
+    /// A dependency (database, queue) does not answer; the caller may retry.
+    #[error("{0}")]
+    Unavailable(Cow<'static, str>),
+    /// Anything unexpected. The cause is for the log only; callers see "internal server error".
+    #[error("internal server error")]
+    Internal(String),
+}
+
+impl Error {
+    /// The HTTP status Fn answers this error with.
+    pub fn status(&self) -> u16 {
+        use Error::*;
+        match self {
+            AppNotFound | RouteNotFound | FnNotFound | TriggerNotFound | CallNotFound | CallLogNotFound
+            | PathNotFound(_) => 404,
+            AppAlreadyExists | NameImmutable | RoutePathImmutable | RouteAlreadyExists | FnAlreadyExists
+            | TriggerAlreadyExists | TriggerSourceExists | TriggerAppImmutable => 409,
+            MethodNotAllowed { .. } => 405,
+            NotAcceptable => 406,
+            RequestTooLarge => 413,
+            ServerBusy | Unavailable(_) => 503,
+            Internal(_) => 500,
+            _ => 400,
+        }
+    }
+
+    /// The message a caller sees; internal causes are never shown.
+    pub fn message(&self) -> String {
+        self.to_string()
+    }
+
+    /// Builds an [`Error::Internal`] from any cause, for the log.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Error::Internal(cause.to_string())
+    }
+
+    /// v1 (and `/r/`) body: `{"error":{"message":"..."}}`.
+    pub fn v1_body(&self) -> serde_json::Value {
+        serde_json::json!({ "error": { "message": self.message() } })
+    }
+
+    /// v2 body: `{"message":"..."}`. Fn's swagger documents the wrapped form, but Fn's server (and its
+    /// clients) use this flat one, so we do too.
+    pub fn v2_body(&self) -> serde_json::Value {
+        serde_json::json!({ "message": self.message() })
+    }
+
+    /// Seconds a client should wait before retrying, where Fn sends `Retry-After`.
+    pub fn retry_after(&self) -> Option<u32> {
+        matches!(self, Error::ServerBusy).then_some(15)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_bodies() {
+        assert_eq!(Error::AppNotFound.status(), 404);
+        assert_eq!(Error::FnAlreadyExists.status(), 409);
+        assert_eq!(Error::InvalidCpus.status(), 400);
+        assert_eq!(Error::ServerBusy.retry_after(), Some(15));
+        assert_eq!(Error::AppNotFound.v1_body().to_string(), r#"{"error":{"message":"App not found"}}"#);
+        assert_eq!(Error::AppNotFound.v2_body().to_string(), r#"{"message":"App not found"}"#);
+        let internal = Error::internal("disk on fire");
+        assert_eq!(internal.status(), 500);
+        assert_eq!(internal.message(), "internal server error");
+        assert_eq!(Error::InvalidSyslogUrl("x".into()).message(), "invalid syslog url: \"x\"");
+    }
+}

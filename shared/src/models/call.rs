@@ -1,0 +1,127 @@
+//! Calls: the record of one invocation, and its captured log.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::DateTime;
+
+/// Where a call is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallStatus {
+    /// Accepted, waiting for its delay to pass.
+    Delayed,
+    /// Accepted and durably queued, waiting for a runner.
+    Queued,
+    /// Running in a container.
+    Running,
+    /// Finished without error.
+    Success,
+    /// Finished with an error (see `error`).
+    Error,
+    /// Ran past its timeout.
+    Timeout,
+    /// Cancelled by the caller.
+    Cancelled,
+}
+
+impl CallStatus {
+    /// The name on the wire and in the store.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CallStatus::Delayed => "delayed",
+            CallStatus::Queued => "queued",
+            CallStatus::Running => "running",
+            CallStatus::Success => "success",
+            CallStatus::Error => "error",
+            CallStatus::Timeout => "timeout",
+            CallStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored status.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "delayed" => CallStatus::Delayed,
+            "queued" => CallStatus::Queued,
+            "running" => CallStatus::Running,
+            "success" => CallStatus::Success,
+            "error" => CallStatus::Error,
+            "timeout" => CallStatus::Timeout,
+            "cancelled" => CallStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// Whether the call has ended (no further status follows).
+    pub fn is_final(&self) -> bool {
+        matches!(self, CallStatus::Success | CallStatus::Error | CallStatus::Timeout | CallStatus::Cancelled)
+    }
+}
+
+/// The record of one invocation, as stored and as returned by the calls API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    /// The call's ID, also sent to the caller as `Fn-Call-Id`.
+    pub id: String,
+    /// Where the call is in its life.
+    pub status: CallStatus,
+    /// The app the call ran in.
+    pub app_id: String,
+    /// The fn called, for calls made through `/invoke` or a trigger.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fn_id: String,
+    /// The route path called, for calls made through `/r/`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    /// When the call was accepted.
+    pub created_at: DateTime,
+    /// When the call got a container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime>,
+    /// When the call ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime>,
+    /// Why the call failed, for status `error` or `timeout`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// Container resource samples taken while the call ran (at most 240).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stats: Vec<serde_json::Value>,
+}
+
+/// The captured stderr of a call, as the v1 log endpoint returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallLog {
+    /// The call's ID.
+    pub call_id: String,
+    /// The log text (capped by `FN_MAX_LOG_SIZE_BYTES`).
+    pub log: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_omits_empty_fields() {
+        let c = Call {
+            id: "C".into(),
+            status: CallStatus::Queued,
+            app_id: "A".into(),
+            fn_id: String::new(),
+            path: "/p".into(),
+            created_at: DateTime::parse("2018-01-01T00:00:00Z").unwrap(),
+            started_at: None,
+            completed_at: None,
+            error: String::new(),
+            stats: vec![],
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"id":"C","status":"queued","app_id":"A","path":"/p","created_at":"2018-01-01T00:00:00.000Z"}"#
+        );
+        for s in ["delayed", "queued", "running", "success", "error", "timeout", "cancelled"] {
+            assert_eq!(CallStatus::parse(s).unwrap().as_str(), s);
+        }
+    }
+}
