@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 use shared::{Call, CallLog, Error};
-use sqlx::Row;
 
 use super::rows::{self, to_json, CALL_COLUMNS};
 use super::SqlStore;
@@ -11,6 +10,12 @@ use crate::datastore::{CallFilter, LogStore, Page, StoreResult};
 #[async_trait]
 impl LogStore for SqlStore {
     async fn insert_call(&self, call: &Call) -> StoreResult<()> {
+        if call.id.is_empty() {
+            return Err(Error::MissingCallId.into());
+        }
+        if call.app_id.is_empty() {
+            return Err(Error::MissingAppId.into());
+        }
         let columns = ["id", "app_id", "fn_id", "path", "status", "created_at", "started_at", "completed_at", "error", "stats"];
         let sql = self.sql(&self.dialect.upsert("calls", &columns, "id")).into_owned();
         sqlx::query(&sql)
@@ -85,6 +90,6 @@ impl LogStore for SqlStore {
     async fn get_log(&self, call_id: &str) -> StoreResult<CallLog> {
         let sql = self.sql("SELECT id, log FROM logs WHERE id = ?");
         let row = sqlx::query(&sql).bind(call_id).fetch_optional(&self.pool).await?.ok_or(Error::CallLogNotFound)?;
-        Ok(CallLog { call_id: row.try_get("id")?, log: row.try_get("log")? })
+        Ok(CallLog { call_id: rows::text(&row, "id")?, log: rows::text(&row, "log")? })
     }
 }

@@ -56,6 +56,13 @@ impl SqlStore {
         self.pool.close().await;
     }
 
+    /// The applied schema versions, oldest first (for tests and diagnostics).
+    pub async fn schema_versions(&self) -> StoreResult<Vec<i64>> {
+        use sqlx::Row;
+        let rows = sqlx::query("SELECT version FROM fn_schema_migrations ORDER BY version").fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| r.try_get::<i64, _>(0)).collect::<Result<_, _>>()?)
+    }
+
     /// A statement with `?` placeholders, rewritten for the engine.
     fn sql<'q>(&self, q: &'q str) -> Cow<'q, str> {
         self.dialect.rebind(q)

@@ -33,13 +33,29 @@ fn from_json<T: DeserializeOwned + Default>(s: &str) -> StoreResult<T> {
     Ok(serde_json::from_str(s)?)
 }
 
+/// A text column. MySQL's TEXT types reach sqlx's `Any` driver as blobs, so bytes are accepted too.
+pub fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
+    opt_text(row, col)?.ok_or_else(|| StoreError::Corrupt(format!("{col} is NULL")))
+}
+
+/// A nullable text column.
+pub fn opt_text(row: &AnyRow, col: &str) -> StoreResult<Option<String>> {
+    match row.try_get::<Option<String>, _>(col) {
+        Ok(s) => Ok(s),
+        Err(_) => row
+            .try_get::<Option<Vec<u8>>, _>(col)?
+            .map(|b| String::from_utf8(b).map_err(|e| StoreError::Corrupt(format!("{col}: {e}"))))
+            .transpose(),
+    }
+}
+
 fn time(row: &AnyRow, col: &str) -> StoreResult<DateTime> {
-    let s: String = row.try_get(col)?;
+    let s = text(row, col)?;
     DateTime::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("{col} {s:?} is not a timestamp")))
 }
 
 fn opt_time(row: &AnyRow, col: &str) -> StoreResult<Option<DateTime>> {
-    let s: Option<String> = row.try_get(col)?;
+    let s = opt_text(row, col)?;
     s.filter(|s| !s.is_empty()).map(|s| DateTime::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("{col} {s:?}")))).transpose()
 }
 
@@ -48,18 +64,18 @@ fn int(row: &AnyRow, col: &str) -> StoreResult<i64> {
 }
 
 fn format(row: &AnyRow) -> StoreResult<Format> {
-    let s: String = row.try_get("format")?;
+    let s = text(row, "format")?;
     Format::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("format {s:?}")))
 }
 
 /// An app row.
 pub fn app(row: &AnyRow) -> StoreResult<App> {
     Ok(App {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        config: Config(from_json(&row.try_get::<String, _>("config")?)?),
-        annotations: Annotations::from_stored(from_json(&row.try_get::<String, _>("annotations")?)?),
-        syslog_url: row.try_get::<Option<String>, _>("syslog_url")?.filter(|s| !s.is_empty()),
+        id: text(row, "id")?,
+        name: text(row, "name")?,
+        config: Config(from_json(&text(row, "config")?)?),
+        annotations: Annotations::from_stored(from_json(&text(row, "annotations")?)?),
+        syslog_url: opt_text(row, "syslog_url")?.filter(|s| !s.is_empty()),
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })
@@ -67,21 +83,21 @@ pub fn app(row: &AnyRow) -> StoreResult<App> {
 
 /// A route row.
 pub fn route(row: &AnyRow) -> StoreResult<Route> {
-    let route_type: String = row.try_get("type")?;
+    let route_type = text(row, "type")?;
     Ok(Route {
-        app_id: row.try_get("app_id")?,
-        path: row.try_get("path")?,
-        image: row.try_get("image")?,
+        app_id: text(row, "app_id")?,
+        path: text(row, "path")?,
+        image: text(row, "image")?,
         memory: int(row, "memory")? as u64,
         cpus: MilliCpus(int(row, "cpus")? as u64),
-        headers: Headers(from_json(&row.try_get::<String, _>("headers")?)?),
+        headers: Headers(from_json(&text(row, "headers")?)?),
         route_type: RouteType::parse(&route_type).ok_or_else(|| StoreError::Corrupt(format!("type {route_type:?}")))?,
         format: format(row)?,
         timeout: int(row, "timeout")? as i32,
         idle_timeout: int(row, "idle_timeout")? as i32,
         tmpfs_size: int(row, "tmpfs_size")? as u32,
-        config: Config(from_json(&row.try_get::<String, _>("config")?)?),
-        annotations: Annotations::from_stored(from_json(&row.try_get::<String, _>("annotations")?)?),
+        config: Config(from_json(&text(row, "config")?)?),
+        annotations: Annotations::from_stored(from_json(&text(row, "annotations")?)?),
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })
@@ -90,16 +106,16 @@ pub fn route(row: &AnyRow) -> StoreResult<Route> {
 /// A fn row.
 pub fn func(row: &AnyRow) -> StoreResult<Func> {
     Ok(Func {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        app_id: row.try_get("app_id")?,
-        image: row.try_get("image")?,
+        id: text(row, "id")?,
+        name: text(row, "name")?,
+        app_id: text(row, "app_id")?,
+        image: text(row, "image")?,
         memory: int(row, "memory")? as u64,
         timeout: int(row, "timeout")? as i32,
         idle_timeout: int(row, "idle_timeout")? as i32,
         format: format(row)?,
-        config: Config(from_json(&row.try_get::<String, _>("config")?)?),
-        annotations: Annotations::from_stored(from_json(&row.try_get::<String, _>("annotations")?)?),
+        config: Config(from_json(&text(row, "config")?)?),
+        annotations: Annotations::from_stored(from_json(&text(row, "annotations")?)?),
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })
@@ -107,18 +123,18 @@ pub fn func(row: &AnyRow) -> StoreResult<Func> {
 
 /// A trigger row.
 pub fn trigger(row: &AnyRow) -> StoreResult<Trigger> {
-    let t: String = row.try_get("type")?;
+    let t = text(row, "type")?;
     if t != TriggerType::Http.as_str() {
         return Err(StoreError::Corrupt(format!("trigger type {t:?}")));
     }
     Ok(Trigger {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        app_id: row.try_get("app_id")?,
-        fn_id: row.try_get("fn_id")?,
+        id: text(row, "id")?,
+        name: text(row, "name")?,
+        app_id: text(row, "app_id")?,
+        fn_id: text(row, "fn_id")?,
         trigger_type: TriggerType::Http,
-        source: row.try_get("source")?,
-        annotations: Annotations::from_stored(from_json(&row.try_get::<String, _>("annotations")?)?),
+        source: text(row, "source")?,
+        annotations: Annotations::from_stored(from_json(&text(row, "annotations")?)?),
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })
@@ -126,18 +142,18 @@ pub fn trigger(row: &AnyRow) -> StoreResult<Trigger> {
 
 /// A call row.
 pub fn call(row: &AnyRow) -> StoreResult<Call> {
-    let status: String = row.try_get("status")?;
+    let status = text(row, "status")?;
     Ok(Call {
-        id: row.try_get("id")?,
+        id: text(row, "id")?,
         status: CallStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
-        app_id: row.try_get("app_id")?,
-        fn_id: row.try_get("fn_id")?,
-        path: row.try_get("path")?,
+        app_id: text(row, "app_id")?,
+        fn_id: text(row, "fn_id")?,
+        path: text(row, "path")?,
         created_at: time(row, "created_at")?,
         started_at: opt_time(row, "started_at")?,
         completed_at: opt_time(row, "completed_at")?,
-        error: row.try_get("error")?,
-        stats: from_json(&row.try_get::<String, _>("stats")?)?,
+        error: text(row, "error")?,
+        stats: from_json(&text(row, "stats")?)?,
     })
 }
 

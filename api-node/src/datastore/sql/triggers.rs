@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use shared::{Error, Trigger, TriggerInput};
-use sqlx::{Acquire, AnyConnection, Row};
+use sqlx::{Acquire, AnyConnection};
 
 use super::apps::decode_cursor;
 use super::rows::{self, to_json, TRIGGER_COLUMNS};
@@ -23,7 +23,7 @@ impl SqlStore {
     async fn check_fn_of_app(&self, conn: &mut AnyConnection, app_id: &str, fn_id: &str) -> StoreResult<()> {
         let sql = self.sql(&format!("SELECT app_id FROM fns WHERE id = ?{}", self.for_update())).into_owned();
         let row = sqlx::query(&sql).bind(fn_id).fetch_optional(&mut *conn).await?;
-        let owner: String = row.ok_or(Error::FnNotFound)?.try_get("app_id")?;
+        let owner = rows::text(&row.ok_or(Error::FnNotFound)?, "app_id")?;
         if owner != app_id {
             return Err(Error::TriggerFnNotInApp.into());
         }

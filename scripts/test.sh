@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine or a warm one.
+#
+# 1. Provisions what the tests need and the machine lacks (Docker engine, PostgreSQL, MariaDB, Redis from
+#    Debian's packages, started on loopback; see scripts/provision.sh).
+# 2. Builds the workspace once and runs every test: unit tests, the datastore conformance suite on SQLite,
+#    PostgreSQL and MariaDB, the HTTP API tests, and the agent's tests against the real Docker engine.
+#
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p shared`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/provision.sh
+
+# Reuse one target directory across clones of the repo (CI runs in a fresh clone on a warm machine).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fn-rs/target}"
+export FN_TEST_POSTGRES_URL="${FN_TEST_POSTGRES_URL:-postgres://postgres:postgres@127.0.0.1:5432}"
+export FN_TEST_MYSQL_URL="${FN_TEST_MYSQL_URL:-mysql://fn:fn@127.0.0.1:3306}"
+export FN_TEST_REDIS_URL="${FN_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+export RUST_BACKTRACE=1
+
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked "$@"
