@@ -4,7 +4,7 @@
 
 #![allow(missing_docs)]
 
-/// Generated messages, client and server of the `fn.hybrid.v1` package.
+/// Generated messages, client and server of the `fnrs.hybrid` package.
 pub mod hybrid {
-    tonic::include_proto!("fn.hybrid.v1");
+    tonic::include_proto!("fnrs.hybrid");
 }
