@@ -109,12 +109,20 @@ impl AgentConfig {
         let num = |k: &str| -> Result<Option<i64>, String> {
             match get(k).filter(|v| !v.trim().is_empty()) {
                 None => Ok(None),
-                Some(v) => v.trim().parse::<i64>().map(Some).map_err(|e| format!("{k}={v}: {e}")),
+                Some(v) => v
+                    .trim()
+                    .parse::<i64>()
+                    .map(Some)
+                    .map_err(|e| format!("{k}={v}: {e}")),
             }
         };
         let msecs = |k: &str, d: &mut Duration| -> Result<(), String> {
             if let Some(n) = num(k)? {
-                *d = if n < 0 { Duration::MAX } else { Duration::from_millis(n as u64) };
+                *d = if n < 0 {
+                    Duration::MAX
+                } else {
+                    Duration::from_millis(n as u64)
+                };
             }
             Ok(())
         };
@@ -169,7 +177,9 @@ impl AgentConfig {
         if let Some(v) = get("FN_IOFS_PATH").filter(|v| !v.is_empty()) {
             c.iofs_path = PathBuf::from(v);
         }
-        c.docker_auth = get("FN_DOCKER_AUTH").or_else(|| get("DOCKER_AUTH")).filter(|v| !v.is_empty());
+        c.docker_auth = get("FN_DOCKER_AUTH")
+            .or_else(|| get("DOCKER_AUTH"))
+            .filter(|v| !v.is_empty());
         Ok(c)
     }
 }
@@ -188,7 +198,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(vars: &[(&str, &str)]) -> Result<AgentConfig, String> {
-        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         AgentConfig::from_lookup(|k| m.get(k).cloned())
     }
 
@@ -203,7 +216,12 @@ mod tests {
 
     #[test]
     fn reads_overrides_and_rejects_bad_numbers() {
-        let c = cfg(&[("FN_FREEZE_IDLE_MSECS", "-1"), ("FN_DISABLE_READONLY_ROOTFS", ""), ("FN_DOCKER_NETWORKS", "a b")]).unwrap();
+        let c = cfg(&[
+            ("FN_FREEZE_IDLE_MSECS", "-1"),
+            ("FN_DISABLE_READONLY_ROOTFS", ""),
+            ("FN_DOCKER_NETWORKS", "a b"),
+        ])
+        .unwrap();
         assert_eq!(c.freeze_idle, None);
         assert!(c.disable_readonly_rootfs);
         assert_eq!(c.docker_networks, vec!["a", "b"]);

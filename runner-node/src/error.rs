@@ -84,8 +84,15 @@ impl AgentError {
             CannotAllocate => 400,
             RequestTooLarge => 413,
             Timeout | ContainerInitTimeout | PullTimeout => 504,
-            ExitCode(_) | OutOfMemory | InvalidHttpResponse(_) | InvalidJsonResponse(_) | FunctionFailed
-            | InvalidFunctionResponse | ReceiveFailed | ResponseTooLarge | ResponseHeadersTooLarge
+            ExitCode(_)
+            | OutOfMemory
+            | InvalidHttpResponse(_)
+            | InvalidJsonResponse(_)
+            | FunctionFailed
+            | InvalidFunctionResponse
+            | ReceiveFailed
+            | ResponseTooLarge
+            | ResponseHeadersTooLarge
             | ContainerInitFailed => 502,
             ImagePull { status, .. } => *status,
             Docker(_) | Internal(_) => 500,
@@ -102,7 +109,8 @@ impl AgentError {
 
     /// `Retry-After` to send with the error, for the "server too busy" family.
     pub fn retry_after(&self) -> Option<Duration> {
-        matches!(self, AgentError::TooBusy | AgentError::ShuttingDown).then_some(Duration::from_secs(15))
+        matches!(self, AgentError::TooBusy | AgentError::ShuttingDown)
+            .then_some(Duration::from_secs(15))
     }
 
     /// Maps a container's exit to Fn's error: 0 is fine, 137 or an OOM kill is "out of memory".
@@ -128,15 +136,30 @@ mod tests {
 
     #[test]
     fn statuses_and_messages_follow_the_reference_table() {
-        assert_eq!(AgentError::from_exit(3, false).unwrap().to_string(), "container exit code 3");
+        assert_eq!(
+            AgentError::from_exit(3, false).unwrap().to_string(),
+            "container exit code 3"
+        );
         assert_eq!(AgentError::from_exit(137, false).unwrap().status(), 502);
-        assert!(AgentError::from_exit(137, false).unwrap().to_string().contains("raise route.memory"));
+        assert!(AgentError::from_exit(137, false)
+            .unwrap()
+            .to_string()
+            .contains("raise route.memory"));
         assert!(AgentError::from_exit(0, false).is_none());
-        assert!(matches!(AgentError::from_exit(0, true), Some(AgentError::OutOfMemory)));
+        assert!(matches!(
+            AgentError::from_exit(0, true),
+            Some(AgentError::OutOfMemory)
+        ));
         assert_eq!(AgentError::TooBusy.status(), 503);
-        assert_eq!(AgentError::TooBusy.retry_after(), Some(Duration::from_secs(15)));
+        assert_eq!(
+            AgentError::TooBusy.retry_after(),
+            Some(Duration::from_secs(15))
+        );
         assert_eq!(AgentError::CannotAllocate.status(), 400);
         assert_eq!(AgentError::Timeout.status(), 504);
-        assert_eq!(AgentError::Docker("boom".into()).message(), "internal server error");
+        assert_eq!(
+            AgentError::Docker("boom".into()).message(),
+            "internal server error"
+        );
     }
 }

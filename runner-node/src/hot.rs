@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
+use tokio_util::task::TaskTracker;
 
 use crate::call::{CallSpec, Format};
 use crate::driver::{Driver, ExitStatus, Output};
@@ -33,15 +34,32 @@ pub(crate) struct HotContainer {
     /// Whether it is frozen; the lock serialises pause and unpause.
     pub paused: tokio::sync::Mutex<bool>,
     exit: watch::Receiver<Option<ExitStatus>>,
-    /// Held for the container's whole life; dropped after removal.
-    _token: ResourceToken,
-    _iofs: Option<IofsDir>,
+    /// Held for the container's whole life; released only after removal.
+    token: Option<ResourceToken>,
+    iofs: Option<IofsDir>,
     pump: tokio::task::AbortHandle,
+    driver: Arc<dyn Driver>,
+    tasks: TaskTracker,
 }
 
+/// Dropping the last handle retires the container: it is killed and removed in the
+/// background, and only then are its resources and socket directory given back. This also
+/// covers callers that vanish mid-call, so no path can leak a container.
 impl Drop for HotContainer {
     fn drop(&mut self) {
         self.pump.abort();
+        let driver = self.driver.clone();
+        let id = std::mem::take(&mut self.id);
+        let token = self.token.take();
+        let iofs = self.iofs.take();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.tasks.spawn(async move {
+                if let Err(e) = driver.remove(&id).await {
+                    tracing::warn!(container = %id, error = %e, "failed to remove container");
+                }
+                drop((token, iofs));
+            });
+        }
     }
 }
 
@@ -61,6 +79,7 @@ pub(crate) struct HotStart<'a> {
     pub iofs: Option<IofsDir>,
     pub start_timeout: Duration,
     pub token: ResourceToken,
+    pub tasks: TaskTracker,
 }
 
 impl HotContainer {
@@ -78,7 +97,11 @@ impl HotContainer {
         }
     }
 
-    async fn open(call: &CallSpec, id: &str, s: HotStart<'_>) -> Result<Arc<HotContainer>, AgentError> {
+    async fn open(
+        call: &CallSpec,
+        id: &str,
+        s: HotStart<'_>,
+    ) -> Result<Arc<HotContainer>, AgentError> {
         let stdio = matches!(call.format, Format::Http | Format::Json);
         let attached = s.driver.attach(id, stdio).await?;
         let log: LogSink = Arc::new(Mutex::new(None));
@@ -119,14 +142,22 @@ impl HotContainer {
                     }
                     Err(e) => {
                         tracing::debug!(container = %id, error = %e, "wait failed");
-                        let _ = exit_tx.send(Some(ExitStatus { code: -1, oom_killed: false }));
+                        let _ = exit_tx.send(Some(ExitStatus {
+                            code: -1,
+                            oom_killed: false,
+                        }));
                     }
                 }
             });
         }
         let conn = match call.format {
             Format::HttpStream => {
-                let dir = s.iofs.as_ref().expect("http-stream has a socket dir").0.clone();
+                let dir = s
+                    .iofs
+                    .as_ref()
+                    .expect("http-stream has a socket dir")
+                    .0
+                    .clone();
                 let mut exit = exit_rx.clone();
                 let exited = async move {
                     let _ = exit.wait_for(|e| e.is_some()).await;
@@ -134,7 +165,11 @@ impl HotContainer {
                 HotConn::Hyper(protocol::http_stream::connect(&dir, s.start_timeout, exited).await?)
             }
             Format::Http => {
-                let io = StdioIo { stdin: attached.stdin, stdout: stdout_rx, pending: Bytes::new() };
+                let io = StdioIo {
+                    stdin: attached.stdin,
+                    stdout: stdout_rx,
+                    pending: Bytes::new(),
+                };
                 HotConn::Hyper(protocol::handshake(io).await?)
             }
             Format::Json => HotConn::Json(protocol::json::JsonConn {
@@ -142,7 +177,9 @@ impl HotContainer {
                 stdout: stdout_rx,
                 buf: BytesMut::new(),
             }),
-            Format::Default => return Err(AgentError::Internal("default format is not hot".into())),
+            Format::Default => {
+                return Err(AgentError::Internal("default format is not hot".into()))
+            }
         };
         Ok(Arc::new(HotContainer {
             id: id.to_string(),
@@ -151,20 +188,29 @@ impl HotContainer {
             log,
             paused: tokio::sync::Mutex::new(false),
             exit: exit_rx,
-            _token: s.token,
-            _iofs: s.iofs,
+            token: Some(s.token),
+            iofs: s.iofs,
             pump,
+            driver: s.driver.clone(),
+            tasks: s.tasks,
         }))
     }
 
     /// Runs one call. The caller bounds it with the call's timeout.
-    pub async fn dispatch(&self, call: &CallSpec, deadline: DateTime<Utc>, limits: Limits) -> Outcome {
+    pub async fn dispatch(
+        &self,
+        call: &CallSpec,
+        deadline: DateTime<Utc>,
+        limits: Limits,
+    ) -> Outcome {
         let mut conn = self.conn.lock().await;
         match &mut *conn {
             HotConn::Hyper(sender) if call.format == Format::HttpStream => {
                 protocol::http_stream::dispatch(sender, call, deadline, limits).await
             }
-            HotConn::Hyper(sender) => protocol::http::dispatch(sender, call, deadline, limits).await,
+            HotConn::Hyper(sender) => {
+                protocol::http::dispatch(sender, call, deadline, limits).await
+            }
             HotConn::Json(j) => protocol::json::dispatch(j, call, deadline, limits).await,
         }
     }
@@ -176,26 +222,30 @@ impl HotContainer {
 
     /// Stops collecting and returns what the call logged.
     pub fn end_log(&self) -> Bytes {
-        self.log.lock().expect("log lock").take().map(LogBuffer::into_bytes).unwrap_or_default()
+        self.log
+            .lock()
+            .expect("log lock")
+            .take()
+            .map(LogBuffer::into_bytes)
+            .unwrap_or_default()
     }
 
     /// Resolves when the container has exited, with how.
     pub async fn exited(&self) -> ExitStatus {
         let mut rx = self.exit.clone();
-        match rx.wait_for(|e| e.is_some()).await {
+        let status = match rx.wait_for(|e| e.is_some()).await {
             Ok(v) => v.expect("checked"),
-            Err(_) => ExitStatus { code: -1, oom_killed: false },
-        }
+            Err(_) => ExitStatus {
+                code: -1,
+                oom_killed: false,
+            },
+        };
+        status
     }
 
     /// The exit status if the container exits within `grace` (to explain a broken connection).
     pub async fn exit_within(&self, grace: Duration) -> Option<ExitStatus> {
         tokio::time::timeout(grace, self.exited()).await.ok()
-    }
-
-    /// Whether the container has already exited.
-    pub fn has_exited(&self) -> bool {
-        self.exit.borrow().is_some()
     }
 
     /// Thaws the container if it was frozen while idle.

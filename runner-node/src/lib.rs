@@ -14,14 +14,25 @@
 //! - [`recorder`]: call records and logs, written off the response path;
 //! - [`agent`]: ties it together, plus reaping and graceful shutdown.
 
+#![warn(missing_docs)]
+
+pub mod agent;
 pub mod call;
 pub mod config;
 pub mod driver;
 pub mod error;
+mod hot;
+mod protocol;
 pub mod recorder;
 pub mod resources;
+mod slots;
+#[cfg(feature = "testing")]
+pub mod testing;
 
+pub use agent::Agent;
 pub use call::{CallResponse, CallSpec, Format};
 pub use config::AgentConfig;
 pub use error::AgentError;
-pub use recorder::{CallRecord, CallRecorder, CallStatus, NoopRecorder};
+pub use recorder::{CallRecord, CallRecorder, CallStatus, NoopRecorder, RecordError};
+pub use resources::ResourceTracker;
+pub use slots::SlotStats;

@@ -115,7 +115,19 @@ impl RecordWriter {
                 }
             }
         });
-        RecordWriter { tx: Mutex::new(Some(tx)), task: Mutex::new(Some(task)) }
+        RecordWriter {
+            tx: Mutex::new(Some(tx)),
+            task: Mutex::new(Some(task)),
+        }
+    }
+
+    /// A writer that drops everything (unit tests without a runtime).
+    #[cfg(test)]
+    pub fn inert() -> Self {
+        RecordWriter {
+            tx: Mutex::new(None),
+            task: Mutex::new(None),
+        }
     }
 
     async fn send(&self, ev: Event) {
@@ -155,7 +167,10 @@ pub(crate) struct LogBuffer {
 
 impl LogBuffer {
     pub fn new(cap: usize) -> Self {
-        LogBuffer { buf: Vec::new(), cap }
+        LogBuffer {
+            buf: Vec::new(),
+            cap,
+        }
     }
 
     pub fn write(&mut self, data: &[u8]) {
@@ -191,7 +206,10 @@ mod tests {
             Ok(())
         }
         async fn call_finished(&self, c: &CallRecord, log: Bytes) -> Result<(), RecordError> {
-            self.0.lock().unwrap().push(format!("end {} {}", c.id, String::from_utf8_lossy(&log)));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("end {} {}", c.id, String::from_utf8_lossy(&log)));
             Ok(())
         }
     }
@@ -201,9 +219,16 @@ mod tests {
         let rec = Arc::new(Slow(Mutex::new(Vec::new())));
         let w = RecordWriter::start(rec.clone(), 1);
         let call = CallRecord {
-            id: "c1".into(), app_id: String::new(), fn_id: String::new(), path: String::new(),
-            image: String::new(), status: CallStatus::Running, created_at: Utc::now(),
-            started_at: None, completed_at: None, error: None,
+            id: "c1".into(),
+            app_id: String::new(),
+            fn_id: String::new(),
+            path: String::new(),
+            image: String::new(),
+            status: CallStatus::Running,
+            created_at: Utc::now(),
+            started_at: None,
+            completed_at: None,
+            error: None,
         };
         for i in 0..5 {
             let mut c = call.clone();

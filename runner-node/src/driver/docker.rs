@@ -8,8 +8,8 @@ use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions,
-    StartContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
+    RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
@@ -29,7 +29,9 @@ impl DockerDriver {
     /// Connects with the local defaults and negotiates the API version (the engine may be
     /// older than bollard's default version).
     pub async fn connect(auth: Option<String>) -> Result<Self, AgentError> {
-        let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
+        let docker = Docker::connect_with_local_defaults()?
+            .negotiate_version()
+            .await?;
         Ok(DockerDriver { docker, auth })
     }
 
@@ -52,13 +54,19 @@ impl DockerDriver {
         let v: serde_json::Value = serde_json::from_str(&json).ok()?;
         let auths = v.get("auths").unwrap_or(&v).as_object()?;
         for (host, entry) in auths {
-            let host_only = host.trim_start_matches("https://").trim_start_matches("http://");
+            let host_only = host
+                .trim_start_matches("https://")
+                .trim_start_matches("http://");
             let host_only = host_only.split('/').next().unwrap_or(host_only);
-            if !(registry.ends_with(host_only) || (registry == "docker.io" && host_only.contains("docker.io"))) {
+            if !(registry.ends_with(host_only)
+                || (registry == "docker.io" && host_only.contains("docker.io")))
+            {
                 continue;
             }
             let auth = entry.get("auth").and_then(|a| a.as_str())?;
-            let decoded = base64::engine::general_purpose::STANDARD.decode(auth).ok()?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(auth)
+                .ok()?;
             let decoded = String::from_utf8(decoded).ok()?;
             let (user, pass) = decoded.split_once(':')?;
             return Some(DockerCredentials {
@@ -80,7 +88,9 @@ pub fn parse_image(image: &str) -> (String, String, String) {
         _ => (image, "latest"),
     };
     let (registry, repo) = match name.split_once('/') {
-        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
             (first.to_string(), rest.to_string())
         }
         _ => ("docker.io".to_string(), name.to_string()),
@@ -89,7 +99,13 @@ pub fn parse_image(image: &str) -> (String, String, String) {
 }
 
 fn is_not_found(e: &BollardError) -> bool {
-    matches!(e, BollardError::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 #[async_trait]
@@ -101,15 +117,35 @@ impl Driver for DockerDriver {
             Err(e) => return Err(e.into()),
         }
         let (_, _, tag) = parse_image(image);
-        let from_image = image.strip_suffix(&format!(":{tag}")).unwrap_or(image).to_string();
-        let opts = CreateImageOptions { from_image: Some(from_image), tag: Some(tag), ..Default::default() };
-        let pull_err = |status: u16, message: String| AgentError::ImagePull { image: image.to_string(), status, message };
-        let mut stream = self.docker.create_image(Some(opts), None, self.credentials(image));
+        let from_image = image
+            .strip_suffix(&format!(":{tag}"))
+            .unwrap_or(image)
+            .to_string();
+        let opts = CreateImageOptions {
+            from_image: Some(from_image),
+            tag: Some(tag),
+            ..Default::default()
+        };
+        let pull_err = |status: u16, message: String| AgentError::ImagePull {
+            image: image.to_string(),
+            status,
+            message,
+        };
+        let mut stream = self
+            .docker
+            .create_image(Some(opts), None, self.credentials(image));
         while let Some(item) = stream.next().await {
             match item {
                 Ok(_) => {}
-                Err(BollardError::DockerResponseServerError { status_code, message }) => {
-                    let status = if matches!(status_code, 401 | 404) { status_code } else { 500 };
+                Err(BollardError::DockerResponseServerError {
+                    status_code,
+                    message,
+                }) => {
+                    let status = if matches!(status_code, 401 | 404) {
+                        status_code
+                    } else {
+                        500
+                    };
                     return Err(pull_err(status, message));
                 }
                 Err(e) => return Err(pull_err(500, e.to_string())),
@@ -141,17 +177,26 @@ impl Driver for DockerDriver {
             tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
             binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
             cap_drop: spec.drop_privileges.then(|| vec!["all".to_string()]),
-            security_opt: spec.drop_privileges.then(|| vec!["no-new-privileges".to_string()]),
+            security_opt: spec
+                .drop_privileges
+                .then(|| vec!["no-new-privileges".to_string()]),
             ulimits: (!spec.ulimits.is_empty()).then(|| {
                 spec.ulimits
                     .iter()
-                    .map(|(n, v)| ResourcesUlimits { name: Some(n.clone()), soft: Some(*v), hard: Some(*v) })
+                    .map(|(n, v)| ResourcesUlimits {
+                        name: Some(n.clone()),
+                        soft: Some(*v),
+                        hard: Some(*v),
+                    })
                     .collect()
             }),
             network_mode: spec.network_mode.clone(),
             storage_opt: (spec.fs_size_mb > 0)
                 .then(|| HashMap::from([("size".to_string(), format!("{}M", spec.fs_size_mb))])),
-            log_config: Some(HostConfigLogConfig { typ: Some("none".to_string()), config: None }),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".to_string()),
+                config: None,
+            }),
             ..Default::default()
         };
         let body = ContainerCreateBody {
@@ -167,31 +212,51 @@ impl Driver for DockerDriver {
             host_config: Some(host),
             ..Default::default()
         };
-        let opts = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
+        let opts = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
         let created = self.docker.create_container(Some(opts), body).await?;
         Ok(created.id)
     }
 
     async fn attach(&self, id: &str, stdin: bool) -> Result<Attached, AgentError> {
-        let opts = AttachContainerOptions { stream: true, stdin, stdout: true, stderr: true, ..Default::default() };
+        let opts = AttachContainerOptions {
+            stream: true,
+            stdin,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
         let res = self.docker.attach_container(id, Some(opts)).await?;
         let output = res
             .output
             .map_err(AgentError::from)
             .try_filter_map(|o| async move {
                 Ok(match o {
-                    bollard::container::LogOutput::StdOut { message } => Some(Output::Stdout(message)),
-                    bollard::container::LogOutput::StdErr { message } => Some(Output::Stderr(message)),
-                    bollard::container::LogOutput::Console { message } => Some(Output::Stdout(message)),
+                    bollard::container::LogOutput::StdOut { message } => {
+                        Some(Output::Stdout(message))
+                    }
+                    bollard::container::LogOutput::StdErr { message } => {
+                        Some(Output::Stderr(message))
+                    }
+                    bollard::container::LogOutput::Console { message } => {
+                        Some(Output::Stdout(message))
+                    }
                     bollard::container::LogOutput::StdIn { .. } => None,
                 })
             })
             .boxed();
-        Ok(Attached { stdin: res.input, output })
+        Ok(Attached {
+            stdin: res.input,
+            output,
+        })
     }
 
     async fn start(&self, id: &str) -> Result<(), AgentError> {
-        self.docker.start_container(id, None::<StartContainerOptions>).await?;
+        self.docker
+            .start_container(id, None::<StartContainerOptions>)
+            .await?;
         Ok(())
     }
 
@@ -201,9 +266,20 @@ impl Driver for DockerDriver {
             Some(Ok(r)) => r.status_code,
             Some(Err(BollardError::DockerContainerWaitError { code, .. })) => code,
             Some(Err(e)) => return Err(e.into()),
-            None => return Err(AgentError::Docker(format!("wait for {id} ended without a status"))),
+            None => {
+                return Err(AgentError::Docker(format!(
+                    "wait for {id} ended without a status"
+                )))
+            }
         };
-        let oom_killed = match self.docker.inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>).await {
+        let oom_killed = match self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
             Ok(info) => info.state.and_then(|s| s.oom_killed).unwrap_or(false),
             Err(_) => false,
         };
@@ -219,19 +295,29 @@ impl Driver for DockerDriver {
     }
 
     async fn remove(&self, id: &str) -> Result<(), AgentError> {
-        let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
         match self.docker.remove_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             // Already being removed by someone else (e.g. a concurrent reap).
-            Err(BollardError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
     async fn list_labelled(&self, key: &str, value: &str) -> Result<Vec<String>, AgentError> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{key}={value}")])]);
-        let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
         let list = self.docker.list_containers(Some(opts)).await?;
         Ok(list.into_iter().filter_map(|c| c.id).collect())
     }
@@ -243,9 +329,21 @@ mod tests {
 
     #[test]
     fn image_references_are_parsed_like_fn() {
-        assert_eq!(parse_image("hello"), ("docker.io".into(), "hello".into(), "latest".into()));
-        assert_eq!(parse_image("me/fn:0.1"), ("docker.io".into(), "me/fn".into(), "0.1".into()));
-        assert_eq!(parse_image("localhost:5000/fn"), ("localhost:5000".into(), "fn".into(), "latest".into()));
-        assert_eq!(parse_image("reg.io/a/b:v2"), ("reg.io".into(), "a/b".into(), "v2".into()));
+        assert_eq!(
+            parse_image("hello"),
+            ("docker.io".into(), "hello".into(), "latest".into())
+        );
+        assert_eq!(
+            parse_image("me/fn:0.1"),
+            ("docker.io".into(), "me/fn".into(), "0.1".into())
+        );
+        assert_eq!(
+            parse_image("localhost:5000/fn"),
+            ("localhost:5000".into(), "fn".into(), "latest".into())
+        );
+        assert_eq!(
+            parse_image("reg.io/a/b:v2"),
+            ("reg.io".into(), "a/b".into(), "v2".into())
+        );
     }
 }

@@ -21,12 +21,21 @@ pub(crate) async fn dispatch(
 ) -> Outcome {
     let mut headers = call.headers.clone();
     strip_hop_headers(&mut headers);
-    let mut req = http::Request::builder().method(call.method.as_str()).uri(call.url.as_str());
+    let mut req = http::Request::builder()
+        .method(call.method.as_str())
+        .uri(call.url.as_str());
     *req.headers_mut().expect("builder") = headers;
-    let host = call.url.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_string));
+    let host = call
+        .url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_string));
     let req = req
         .header("Host", host.unwrap_or_else(|| "localhost".into()))
-        .header("Fn_deadline", deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .header(
+            "Fn_deadline",
+            deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )
         .header("Fn_method", call.method.as_str())
         .header("Fn_request_url", call.url.as_str())
         .header("Fn_call_id", call.id.as_str())
@@ -34,7 +43,12 @@ pub(crate) async fn dispatch(
         .body(Full::new(call.body.clone()));
     let req = match req {
         Ok(r) => r,
-        Err(e) => return Outcome { result: Err(AgentError::Internal(format!("bad request: {e}"))), retire: false },
+        Err(e) => {
+            return Outcome {
+                result: Err(AgentError::Internal(format!("bad request: {e}"))),
+                retire: false,
+            }
+        }
     };
     if sender.ready().await.is_err() {
         return Outcome::fatal(AgentError::InvalidHttpResponse("connection closed".into()));
@@ -51,9 +65,15 @@ pub(crate) async fn dispatch(
         Ok(body) => {
             let mut headers = parts.headers;
             strip_hop_headers(&mut headers);
-            Outcome::ok(CallResponse { status: parts.status.as_u16(), headers, body })
+            Outcome::ok(CallResponse {
+                status: parts.status.as_u16(),
+                headers,
+                body,
+            })
         }
-        Err(AgentError::ReceiveFailed) => Outcome::fatal(AgentError::InvalidHttpResponse("body".into())),
+        Err(AgentError::ReceiveFailed) => {
+            Outcome::fatal(AgentError::InvalidHttpResponse("body".into()))
+        }
         Err(e) => Outcome::fatal(e),
     }
 }

@@ -34,7 +34,10 @@ fn check_socket(dir: &Path) -> Result<Option<PathBuf>, AgentError> {
     };
     let target = if meta.file_type().is_symlink() {
         let link = std::fs::read_link(&path).map_err(|_| AgentError::ContainerInitFailed)?;
-        if link.is_absolute() || link.components().count() != 1 || link.to_string_lossy().contains("..") {
+        if link.is_absolute()
+            || link.components().count() != 1
+            || link.to_string_lossy().contains("..")
+        {
             tracing::warn!(link = %link.display(), "rejecting http-stream socket symlink");
             return Err(AgentError::ContainerInitFailed);
         }
@@ -96,11 +99,19 @@ pub(crate) async fn dispatch(
     let req = req
         .header("Host", "localhost")
         .header("Fn-Call-Id", call.id.as_str())
-        .header("Fn-Deadline", deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .header(
+            "Fn-Deadline",
+            deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )
         .body(Full::new(call.body.clone()));
     let req = match req {
         Ok(r) => r,
-        Err(e) => return Outcome { result: Err(AgentError::Internal(format!("bad request: {e}"))), retire: false },
+        Err(e) => {
+            return Outcome {
+                result: Err(AgentError::Internal(format!("bad request: {e}"))),
+                retire: false,
+            }
+        }
     };
     if sender.ready().await.is_err() {
         return Outcome::fatal(AgentError::ReceiveFailed);
@@ -124,13 +135,23 @@ pub(crate) async fn dispatch(
         200 => {
             let mut headers = parts.headers;
             strip_hop_headers(&mut headers);
-            Outcome::ok(CallResponse { status: 200, headers, body })
+            Outcome::ok(CallResponse {
+                status: 200,
+                headers,
+                body,
+            })
         }
         // The function reported its own failure; the container is healthy.
-        502 => Outcome { result: Err(AgentError::FunctionFailed), retire: false },
+        502 => Outcome {
+            result: Err(AgentError::FunctionFailed),
+            retire: false,
+        },
         504 => Outcome::fatal(AgentError::Timeout),
         other => {
-            tracing::warn!(status = other, "http-stream function broke the response contract");
+            tracing::warn!(
+                status = other,
+                "http-stream function broke the response contract"
+            );
             Outcome::fatal(AgentError::InvalidFunctionResponse)
         }
     }
@@ -145,14 +166,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(check_socket(dir.path()).unwrap().is_none());
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join(SOCKET)).unwrap();
-        assert!(matches!(check_socket(dir.path()), Err(AgentError::ContainerInitFailed)));
+        assert!(matches!(
+            check_socket(dir.path()),
+            Err(AgentError::ContainerInitFailed)
+        ));
         std::fs::remove_file(dir.path().join(SOCKET)).unwrap();
         std::os::unix::fs::symlink("../x.sock", dir.path().join(SOCKET)).unwrap();
-        assert!(matches!(check_socket(dir.path()), Err(AgentError::ContainerInitFailed)));
+        assert!(matches!(
+            check_socket(dir.path()),
+            Err(AgentError::ContainerInitFailed)
+        ));
         std::fs::remove_file(dir.path().join(SOCKET)).unwrap();
         let _l = std::os::unix::net::UnixListener::bind(dir.path().join("phony.sock")).unwrap();
-        std::fs::set_permissions(dir.path().join("phony.sock"), std::fs::Permissions::from_mode(0o666)).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("phony.sock"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("phony.sock", dir.path().join(SOCKET)).unwrap();
-        assert_eq!(check_socket(dir.path()).unwrap(), Some(dir.path().join(SOCKET)));
+        assert_eq!(
+            check_socket(dir.path()).unwrap(),
+            Some(dir.path().join(SOCKET))
+        );
     }
 }

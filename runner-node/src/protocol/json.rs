@@ -58,7 +58,12 @@ struct ProtoOut {
 
 /// Sends one call and reads one object back. Protocol errors retire the container; bytes
 /// after the object (excess data) also retire it, but the call still succeeds (Fn's rule).
-pub(crate) async fn dispatch(conn: &mut JsonConn, call: &CallSpec, deadline: DateTime<Utc>, limits: Limits) -> Outcome {
+pub(crate) async fn dispatch(
+    conn: &mut JsonConn,
+    call: &CallSpec,
+    deadline: DateTime<Utc>,
+    limits: Limits,
+) -> Outcome {
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in &call.headers {
         headers
@@ -66,24 +71,37 @@ pub(crate) async fn dispatch(conn: &mut JsonConn, call: &CallSpec, deadline: Dat
             .or_default()
             .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
     }
-    let content_type = call.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = call
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let input = JsonIn {
         call_id: &call.id,
         deadline: deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         body: String::from_utf8_lossy(&call.body).into_owned(),
         content_type,
-        protocol: ProtoIn { typ: "http", method: &call.method, request_url: &call.url, headers },
+        protocol: ProtoIn {
+            typ: "http",
+            method: &call.method,
+            request_url: &call.url,
+            headers,
+        },
     };
     let mut line = serde_json::to_vec(&input).expect("serialisable");
     line.push(b'\n');
     if conn.stdin.write_all(&line).await.is_err() || conn.stdin.flush().await.is_err() {
-        return Outcome::fatal(AgentError::InvalidJsonResponse("cannot write to function".into()));
+        return Outcome::fatal(AgentError::InvalidJsonResponse(
+            "cannot write to function".into(),
+        ));
     }
     let (out, consumed) = loop {
         let mut it = serde_json::Deserializer::from_slice(&conn.buf).into_iter::<JsonOut>();
         match it.next() {
             Some(Ok(out)) => break (out, it.byte_offset()),
-            Some(Err(e)) if !e.is_eof() => return Outcome::fatal(AgentError::InvalidJsonResponse(e.to_string())),
+            Some(Err(e)) if !e.is_eof() => {
+                return Outcome::fatal(AgentError::InvalidJsonResponse(e.to_string()))
+            }
             _ => {}
         }
         if limits.max_body > 0 && conn.buf.len() as u64 > limits.max_body {
@@ -91,7 +109,9 @@ pub(crate) async fn dispatch(conn: &mut JsonConn, call: &CallSpec, deadline: Dat
         }
         match conn.stdout.recv().await {
             Some(chunk) => conn.buf.extend_from_slice(&chunk),
-            None => return Outcome::fatal(AgentError::InvalidJsonResponse("unexpected EOF".into())),
+            None => {
+                return Outcome::fatal(AgentError::InvalidJsonResponse("unexpected EOF".into()))
+            }
         }
     };
     let _ = conn.buf.split_to(consumed);
@@ -103,7 +123,10 @@ pub(crate) async fn dispatch(conn: &mut JsonConn, call: &CallSpec, deadline: Dat
     let mut resp_headers = http::HeaderMap::new();
     for (k, vals) in &out.protocol.headers {
         for v in vals {
-            if let (Ok(name), Ok(val)) = (http::HeaderName::try_from(k.as_str()), http::HeaderValue::try_from(v.as_str())) {
+            if let (Ok(name), Ok(val)) = (
+                http::HeaderName::try_from(k.as_str()),
+                http::HeaderValue::try_from(v.as_str()),
+            ) {
                 resp_headers.append(name, val);
             }
         }
@@ -113,9 +136,17 @@ pub(crate) async fn dispatch(conn: &mut JsonConn, call: &CallSpec, deadline: Dat
             resp_headers.insert(http::header::CONTENT_TYPE, v);
         }
     }
-    let status = if out.protocol.status_code == 0 { 200 } else { out.protocol.status_code };
+    let status = if out.protocol.status_code == 0 {
+        200
+    } else {
+        out.protocol.status_code
+    };
     Outcome {
-        result: Ok(CallResponse { status, headers: resp_headers, body: Bytes::from(out.body) }),
+        result: Ok(CallResponse {
+            status,
+            headers: resp_headers,
+            body: Bytes::from(out.body),
+        }),
         retire: excess,
     }
 }

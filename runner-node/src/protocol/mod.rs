@@ -51,10 +51,16 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     pub fn ok(resp: CallResponse) -> Self {
-        Outcome { result: Ok(resp), retire: false }
+        Outcome {
+            result: Ok(resp),
+            retire: false,
+        }
     }
     pub fn fatal(e: AgentError) -> Self {
-        Outcome { result: Err(e), retire: true }
+        Outcome {
+            result: Err(e),
+            retire: true,
+        }
     }
 }
 
@@ -72,15 +78,17 @@ const HOP_HEADERS: &[&str] = &[
 ];
 
 /// Removes hop-by-hop headers (and Content-Length, which the body framing decides).
-pub(crate) fn strip_hop_headers(h: &mut http::HeaderMap) {
+pub(crate) fn strip_hop_headers(h: &mut ::http::HeaderMap) {
     for name in HOP_HEADERS {
         h.remove(*name);
     }
 }
 
 /// Size of a header block as it would be on the wire.
-pub(crate) fn header_size(h: &http::HeaderMap) -> u64 {
-    h.iter().map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64).sum()
+pub(crate) fn header_size(h: &::http::HeaderMap) -> u64 {
+    h.iter()
+        .map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64)
+        .sum()
 }
 
 /// Reads a response body, failing with "too large" past `limit` (0 = unlimited).
@@ -104,7 +112,11 @@ pub(crate) fn canonical_header(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut upper = true;
     for c in name.chars() {
-        out.push(if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
+        out.push(if upper {
+            c.to_ascii_uppercase()
+        } else {
+            c.to_ascii_lowercase()
+        });
         upper = c == '-';
     }
     out
@@ -119,7 +131,11 @@ pub(crate) struct StdioIo {
 }
 
 impl AsyncRead for StdioIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         loop {
             if !self.pending.is_empty() {
                 let n = self.pending.len().min(buf.remaining());
@@ -137,7 +153,11 @@ impl AsyncRead for StdioIo {
 }
 
 impl AsyncWrite for StdioIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.stdin.as_mut().poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -176,7 +196,7 @@ mod tests {
 
     #[test]
     fn strips_hop_headers() {
-        let mut h = http::HeaderMap::new();
+        let mut h = ::http::HeaderMap::new();
         h.insert("connection", "close".parse().unwrap());
         h.insert("x-keep", "1".parse().unwrap());
         strip_hop_headers(&mut h);

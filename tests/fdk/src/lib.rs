@@ -55,7 +55,11 @@ pub struct Response {
 impl Response {
     /// 200 with a body.
     pub fn ok(body: impl Into<Vec<u8>>) -> Self {
-        Response { status: 200, headers: Vec::new(), body: body.into() }
+        Response {
+            status: 200,
+            headers: Vec::new(),
+            body: body.into(),
+        }
     }
 
     /// Adds a header.
@@ -73,9 +77,18 @@ impl Response {
 
 /// Runs the handler for every call, in the format the agent asked for, until the agent stops
 /// the container (or, for `default`, once).
-pub fn run<F: FnMut(&Request) -> Response>(mut handler: F) {
+///
+/// Test hooks: `FDK_START_DELAY_MS` delays opening the http-stream socket (init timeouts),
+/// `FDK_ABSOLUTE_SYMLINK` exposes it through an absolute symlink (which the agent refuses).
+pub fn run<F: FnMut(&Request) -> Response + Send + 'static>(mut handler: F) {
+    if let Some(ms) = std::env::var("FDK_START_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     let result = if let Ok(listener) = std::env::var("FN_LISTENER") {
-        run_http_stream(&listener, &mut handler)
+        run_http_stream(&listener, handler)
     } else {
         match std::env::var("FN_FORMAT").unwrap_or_default().as_str() {
             "http" => run_http_stdio(&mut handler),
@@ -118,9 +131,18 @@ fn run_http_stdio<F: FnMut(&Request) -> Response>(handler: &mut F) -> io::Result
     let mut input = BufReader::new(io::stdin().lock());
     let mut out = io::stdout().lock();
     while let Some(mut req) = read_request(&mut input)? {
-        req.call_id = req.header("Fn_call_id").or(req.header("Fn-Call-Id")).unwrap_or("").to_string();
-        req.deadline = req.header("Fn_deadline").or(req.header("Fn-Deadline")).unwrap_or("").to_string();
-        let resp = call(handler, &req).unwrap_or_else(|| Response::ok("function failed").status(500));
+        req.call_id = req
+            .header("Fn_call_id")
+            .or(req.header("Fn-Call-Id"))
+            .unwrap_or("")
+            .to_string();
+        req.deadline = req
+            .header("Fn_deadline")
+            .or(req.header("Fn-Deadline"))
+            .unwrap_or("")
+            .to_string();
+        let resp =
+            call(handler, &req).unwrap_or_else(|| Response::ok("function failed").status(500));
         write_response(&mut out, resp.status, &resp.headers, &resp.body)?;
     }
     Ok(())
@@ -153,7 +175,8 @@ fn run_json<F: FnMut(&Request) -> Response>(handler: &mut F) -> io::Result<()> {
             call_id: s(&v["call_id"]),
             deadline: s(&v["deadline"]),
         };
-        let resp = call(handler, &req).unwrap_or_else(|| Response::ok("function failed").status(500));
+        let resp =
+            call(handler, &req).unwrap_or_else(|| Response::ok("function failed").status(500));
         let mut hdrs = serde_json::Map::new();
         for (k, val) in &resp.headers {
             hdrs.entry(k.clone())
@@ -179,12 +202,17 @@ fn run_json<F: FnMut(&Request) -> Response>(handler: &mut F) -> io::Result<()> {
     Ok(())
 }
 
-fn run_http_stream<F: FnMut(&Request) -> Response>(listener: &str, handler: &mut F) -> io::Result<()> {
+fn run_http_stream<F: FnMut(&Request) -> Response + Send + 'static>(
+    listener: &str,
+    handler: F,
+) -> io::Result<()> {
     let path = listener
         .strip_prefix("unix:")
         .ok_or_else(|| io::Error::other(format!("unsupported FN_LISTENER {listener}")))?;
     let path = std::path::Path::new(path);
-    let dir = path.parent().ok_or_else(|| io::Error::other("listener path has no directory"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("listener path has no directory"))?;
     // Like the real FDKs: bind a phony name, open it up, then atomically expose it through a
     // relative symlink, so the agent never sees a half-initialised socket.
     let phony_name = format!("phony{}.sock", std::process::id());
@@ -197,21 +225,41 @@ fn run_http_stream<F: FnMut(&Request) -> Response>(listener: &str, handler: &mut
     } else {
         std::os::unix::fs::symlink(&phony_name, path)?;
     }
+    // One thread per connection: the agent keeps a single connection, but tools (benchmarks,
+    // debugging) may open another one beside it.
+    let handler = std::sync::Arc::new(std::sync::Mutex::new(handler));
     for conn in sock.incoming() {
         let conn = conn?;
-        let mut input = BufReader::new(conn.try_clone()?);
-        let mut out = conn;
-        while let Some(mut req) = read_request(&mut input)? {
-            req.call_id = req.header("Fn-Call-Id").unwrap_or("").to_string();
-            req.deadline = req.header("Fn-Deadline").unwrap_or("").to_string();
-            match call(handler, &req) {
-                Some(resp) => {
-                    let mut headers = resp.headers;
-                    headers.push(("Fn-Http-Status".into(), resp.status.to_string()));
-                    write_response(&mut out, 200, &headers, &resp.body)?;
-                }
-                None => write_response(&mut out, 502, &[], b"function failed")?,
+        let handler = handler.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = serve_connection(conn, &handler) {
+                eprintln!("fdk: connection: {e}");
             }
+        });
+    }
+    Ok(())
+}
+
+fn serve_connection<F: FnMut(&Request) -> Response>(
+    conn: std::os::unix::net::UnixStream,
+    handler: &std::sync::Mutex<F>,
+) -> io::Result<()> {
+    let mut input = BufReader::new(conn.try_clone()?);
+    let mut out = conn;
+    while let Some(mut req) = read_request(&mut input)? {
+        req.call_id = req.header("Fn-Call-Id").unwrap_or("").to_string();
+        req.deadline = req.header("Fn-Deadline").unwrap_or("").to_string();
+        let resp = {
+            let mut h = handler.lock().unwrap_or_else(|p| p.into_inner());
+            call(&mut *h, &req)
+        };
+        match resp {
+            Some(resp) => {
+                let mut headers = resp.headers;
+                headers.push(("Fn-Http-Status".into(), resp.status.to_string()));
+                write_response(&mut out, 200, &headers, &resp.body)?;
+            }
+            None => write_response(&mut out, 502, &[], b"function failed")?,
         }
     }
     Ok(())
@@ -246,7 +294,12 @@ fn read_request<R: BufRead>(input: &mut R) -> io::Result<Option<Request>> {
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let find = |n: &str| headers.iter().find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let find = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
     let mut body = Vec::new();
     if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
@@ -270,10 +323,21 @@ fn read_request<R: BufRead>(input: &mut R) -> io::Result<Option<Request>> {
         body.resize(len, 0);
         input.read_exact(&mut body)?;
     }
-    Ok(Some(Request { method, url, headers, body, ..Default::default() }))
+    Ok(Some(Request {
+        method,
+        url,
+        headers,
+        body,
+        ..Default::default()
+    }))
 }
 
-fn write_response<W: Write>(out: &mut W, status: u16, headers: &[(String, String)], body: &[u8]) -> io::Result<()> {
+fn write_response<W: Write>(
+    out: &mut W,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> io::Result<()> {
     let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));

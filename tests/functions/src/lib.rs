@@ -4,4 +4,6 @@
 //! and package them with `runner_node::testing` (feature `testing`).
 
 /// Names of the binaries in this package; each becomes an image `fn-test-<name>`.
-pub const FUNCTIONS: &[&str] = &["echo", "envdump", "sleep", "crash", "oom", "huge", "forkbomb", "failn"];
+pub const FUNCTIONS: &[&str] = &[
+    "echo", "envdump", "sleep", "crash", "oom", "huge", "forkbomb", "failn",
+];

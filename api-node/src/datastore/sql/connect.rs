@@ -89,7 +89,7 @@ impl DbUrl {
 }
 
 /// Opens the pool, retrying `retries` times one second apart while the database does not answer.
-pub(super) async fn open_pool(url: &DbUrl, retries: u32) -> StoreResult<AnyPool> {
+pub(crate) async fn open_pool(url: &DbUrl, retries: u32) -> StoreResult<AnyPool> {
     sqlx::any::install_default_drivers();
     if let Some(dir) = url.sqlite_path.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;

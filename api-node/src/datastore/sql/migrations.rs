@@ -119,7 +119,7 @@ pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> StoreResult<()> {
     result.and(unlocked)
 }
 
-async fn lock(conn: &mut PoolConnection<Any>, dialect: Dialect) -> StoreResult<()> {
+pub(crate) async fn lock(conn: &mut PoolConnection<Any>, dialect: Dialect) -> StoreResult<()> {
     match dialect {
         Dialect::Postgres => {
             conn.execute(format!("SELECT pg_advisory_lock({PG_LOCK_KEY})").as_str()).await?;
@@ -140,7 +140,7 @@ async fn lock(conn: &mut PoolConnection<Any>, dialect: Dialect) -> StoreResult<(
     Ok(())
 }
 
-async fn unlock(conn: &mut PoolConnection<Any>, dialect: Dialect, commit: bool) -> StoreResult<()> {
+pub(crate) async fn unlock(conn: &mut PoolConnection<Any>, dialect: Dialect, commit: bool) -> StoreResult<()> {
     match dialect {
         Dialect::Postgres => {
             conn.execute(format!("SELECT pg_advisory_unlock({PG_LOCK_KEY})").as_str()).await?;

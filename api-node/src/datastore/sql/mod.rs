@@ -10,10 +10,10 @@
 
 mod apps;
 mod calls;
-mod connect;
+pub(crate) mod connect;
 mod dialect;
 mod fns;
-mod migrations;
+pub(crate) mod migrations;
 mod routes;
 mod rows;
 mod triggers;
@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use sqlx::AnyPool;
 
 pub use connect::{DbUrl, DbUrlError};
+pub(crate) use rows::text;
 pub use dialect::Dialect;
 pub use migrations::LATEST_VERSION;
 

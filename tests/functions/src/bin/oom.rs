@@ -1,6 +1,6 @@
 //! Allocates and touches memory until the kernel's OOM killer stops it.
 fn main() {
-    fdk::run(|_req| {
+    fdk::run(move |_req| {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {
             hoard.push(vec![1u8; 4 << 20]);

@@ -1,0 +1,224 @@
+//! The API node's settings, read from Fn's `FN_*` environment variables.
+//!
+//! Everything is read and checked once at start-up, so a bad value stops the process with a message
+//! naming the variable instead of surfacing later as a confusing runtime failure.
+
+use shared::config::{parse_or, string_or, ConfigError, Source};
+
+use crate::datastore::sql::{DbUrl, DbUrlError};
+
+/// One variable the node reads: its name, default and meaning, for `--help`.
+#[derive(Debug, Clone, Copy)]
+pub struct Variable {
+    /// Environment variable name.
+    pub name: &'static str,
+    /// Default, as text (empty when unset means "none").
+    pub default: &'static str,
+    /// What it controls.
+    pub help: &'static str,
+}
+
+/// Every variable [`Settings::from_source`] reads, in `--help` order.
+pub const VARIABLES: &[Variable] = &[
+    Variable { name: "FN_NODE_TYPE", default: "full", help: "node type: full, api (the management API is served by both)" },
+    Variable { name: "FN_PORT", default: "8080", help: "HTTP listen port (0 picks a free one)" },
+    Variable { name: "FN_DB_URL", default: "sqlite3://./data/fn.db", help: "datastore: sqlite3://PATH, postgres://USER:PASS@HOST:PORT/DB or mysql://USER:PASS@HOST:PORT/DB" },
+    Variable { name: "FN_DS_DB_PING_MAX_RETRIES", default: "10", help: "how many times to retry an unreachable database at start-up, 1 s apart" },
+    Variable { name: "FN_LOG_LEVEL", default: "info", help: "log level (error, warn, info, debug, trace) or a tracing filter directive" },
+    Variable { name: "FN_LOG_FORMAT", default: "text", help: "log format: text or json" },
+    Variable { name: "FN_MAX_REQUEST_SIZE", default: "0", help: "largest accepted request body in bytes; 0 means unlimited (413 above it)" },
+    Variable { name: "FN_PUBLIC_LB_URL", default: "http://localhost:<FN_PORT>", help: "public base URL used in the invoke and trigger endpoint annotations" },
+];
+
+/// Which role this process plays. The management API is served on `full` and `api` nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeType {
+    /// API and agent in one process (Fn's default).
+    Full,
+    /// API only; runners connect to it.
+    Api,
+}
+
+impl NodeType {
+    fn parse(s: &str) -> Result<Self, ConfigError> {
+        match s.trim() {
+            "" | "full" => Ok(NodeType::Full),
+            "api" => Ok(NodeType::Api),
+            other => Err(ConfigError::Invalid {
+                name: "FN_NODE_TYPE".into(),
+                value: other.into(),
+                reason: "the api-node binary serves the types full and api (runner nodes run runner-node)".into(),
+            }),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Why the settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A variable that does not parse.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An `FN_DB_URL` the datastore does not understand.
+    #[error(transparent)]
+    DbUrl(#[from] DbUrlError),
+}
+
+/// The API node's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `FN_NODE_TYPE`.
+    pub node_type: NodeType,
+    /// `FN_PORT`; 0 binds a free port (tests).
+    pub port: u16,
+    /// Address to bind; all interfaces by default.
+    pub bind_host: String,
+    /// `FN_DB_URL`, parsed.
+    pub db_url: DbUrl,
+    /// `FN_DS_DB_PING_MAX_RETRIES`.
+    pub db_ping_retries: u32,
+    /// `FN_LOG_LEVEL`.
+    pub log_level: String,
+    /// `FN_LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `FN_MAX_REQUEST_SIZE`; `None` is unlimited (Fn's 0).
+    pub max_request_size: Option<u64>,
+    /// `FN_PUBLIC_LB_URL` without a trailing slash, or `http://localhost:<port>`.
+    pub public_url: String,
+    /// HTTP worker threads; 0 is one per CPU core (actix's default).
+    pub workers: usize,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        Self::from_source(&shared::config::Env)
+    }
+
+    /// Reads the settings from `src` (a map in tests).
+    pub fn from_source(src: &dyn Source) -> Result<Settings, SettingsError> {
+        let port: u16 = parse_or(src, "FN_PORT", 8080)?;
+        let db_url: DbUrl = string_or(src, "FN_DB_URL", "sqlite3://./data/fn.db").parse()?;
+        let log_format = match string_or(src, "FN_LOG_FORMAT", "text").trim() {
+            "" | "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "FN_LOG_FORMAT".into(),
+                    value: other.into(),
+                    reason: "expected text or json".into(),
+                }
+                .into())
+            }
+        };
+        let max: u64 = parse_or(src, "FN_MAX_REQUEST_SIZE", 0)?;
+        let public = string_or(src, "FN_PUBLIC_LB_URL", "");
+        let public_url = if public.trim().is_empty() {
+            format!("http://localhost:{port}")
+        } else {
+            let trimmed = public.trim().trim_end_matches('/').to_string();
+            url::Url::parse(&trimmed).map_err(|e| ConfigError::Invalid {
+                name: "FN_PUBLIC_LB_URL".into(),
+                value: public.clone(),
+                reason: format!("not an absolute URL: {e}"),
+            })?;
+            trimmed
+        };
+        Ok(Settings {
+            node_type: NodeType::parse(&string_or(src, "FN_NODE_TYPE", "full"))?,
+            port,
+            bind_host: "0.0.0.0".into(),
+            db_url,
+            db_ping_retries: parse_or(src, "FN_DS_DB_PING_MAX_RETRIES", 10)?,
+            log_level: string_or(src, "FN_LOG_LEVEL", "info"),
+            log_format,
+            max_request_size: (max > 0).then_some(max),
+            public_url,
+            workers: 0,
+        })
+    }
+
+    /// Settings for tests and benchmarks: loopback, a free port, the given database.
+    pub fn for_tests(db_url: DbUrl) -> Settings {
+        Settings {
+            node_type: NodeType::Full,
+            port: 0,
+            bind_host: "127.0.0.1".into(),
+            db_url,
+            db_ping_retries: 0,
+            log_level: "warn".into(),
+            log_format: LogFormat::Text,
+            max_request_size: None,
+            public_url: "http://localhost:8080".into(),
+            workers: 1,
+        }
+    }
+
+    /// The `--help` text: usage and every variable with its default.
+    pub fn help() -> String {
+        let mut out = String::from(
+            "api-node: Fn's management API (v1 and v2) over a SQL datastore.\n\n\
+             Usage: api-node [--help]\n\nConfiguration is read from the environment:\n",
+        );
+        for v in VARIABLES {
+            out.push_str(&format!("  {:<28} default {:<28} {}\n", v.name, v.default, v.help));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::from_source(&env(&[])).unwrap();
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.node_type, NodeType::Full);
+        assert_eq!(s.db_ping_retries, 10);
+        assert_eq!(s.max_request_size, None);
+        assert_eq!(s.public_url, "http://localhost:8080");
+        assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn values_and_errors() {
+        let s = Settings::from_source(&env(&[
+            ("FN_PORT", "9000"),
+            ("FN_PUBLIC_LB_URL", "https://fn.example.com/"),
+            ("FN_MAX_REQUEST_SIZE", "1024"),
+            ("FN_LOG_FORMAT", "json"),
+        ]))
+        .unwrap();
+        assert_eq!((s.port, s.public_url.as_str(), s.max_request_size), (9000, "https://fn.example.com", Some(1024)));
+        let e = Settings::from_source(&env(&[("FN_DB_URL", "redis://x")])).unwrap_err().to_string();
+        assert!(e.contains("redis") && e.contains("postgres://"), "{e}");
+        let e = Settings::from_source(&env(&[("FN_PORT", "http")])).unwrap_err().to_string();
+        assert!(e.contains("FN_PORT"), "{e}");
+        let e = Settings::from_source(&env(&[("FN_NODE_TYPE", "runner")])).unwrap_err().to_string();
+        assert!(e.contains("FN_NODE_TYPE"), "{e}");
+    }
+
+    #[test]
+    fn help_lists_every_variable() {
+        let h = Settings::help();
+        for v in VARIABLES {
+            assert!(h.contains(v.name) && h.contains(v.default), "{}", v.name);
+        }
+    }
+}
