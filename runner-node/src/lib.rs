@@ -19,6 +19,7 @@
 pub mod agent;
 pub mod call;
 pub mod config;
+pub mod data_access;
 pub mod driver;
 pub mod error;
 mod hot;
@@ -32,6 +33,7 @@ pub mod testing;
 pub use agent::Agent;
 pub use call::{CallResponse, CallSpec, Format};
 pub use config::AgentConfig;
+pub use data_access::{DataAccess, Delivery};
 pub use error::AgentError;
 pub use recorder::{CallRecord, CallRecorder, CallStatus, NoopRecorder, RecordError};
 pub use resources::ResourceTracker;

@@ -1,5 +1,7 @@
 //! Calls: the record of one invocation, and its captured log.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::time::DateTime;
@@ -87,6 +89,27 @@ pub struct Call {
     /// Container resource samples taken while the call ran (at most 240).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stats: Vec<serde_json::Value>,
+}
+
+/// An accepted async call: its record and the request to replay when a runner takes it from the queue.
+/// Runners look the fn (or route) up by ID when they run it, so the queue holds no copy of its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedCall {
+    /// The call's record (status `queued` when accepted).
+    pub call: Call,
+    /// HTTP method of the original request.
+    pub method: String,
+    /// Full URL of the original request.
+    pub url: String,
+    /// Headers of the original request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// Body of the original request, base64 (standard alphabet).
+    #[serde(default)]
+    pub body: String,
+    /// 0 (lowest) to 2 (highest).
+    #[serde(default)]
+    pub priority: u8,
 }
 
 /// The captured stderr of a call, as the v1 log endpoint returns it.

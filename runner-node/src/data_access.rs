@@ -1,0 +1,48 @@
+//! What a runner needs from the outside world, behind one trait.
+//!
+//! The invoke handlers and the async loop never reach a database or a queue: they look up apps, fns,
+//! routes and triggers, queue async calls, take queued calls and report calls through [`DataAccess`].
+//! Full mode implements it straight onto the API node's datastore and queue; runner nodes implement it
+//! with the hybrid HTTP or gRPC client, behind a cache.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use shared::{App, Call, Error, Func, QueuedCall, Route, Trigger};
+
+/// A queued call handed to this runner, held until it is completed or its lease runs out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The call to run.
+    pub call: QueuedCall,
+    /// Proves this runner's hold on the call; an expired hold is refused on completion.
+    pub token: String,
+    /// How many times the call has been handed out, this time included.
+    pub attempt: u32,
+}
+
+/// The runner's view of storage.
+#[async_trait]
+pub trait DataAccess: Send + Sync + 'static {
+    /// The app with this name (for `/r/{app}` and `/t/{app}`).
+    async fn app_by_name(&self, name: &str) -> Result<App, Error>;
+    /// The app with this ID.
+    async fn app_by_id(&self, id: &str) -> Result<App, Error>;
+    /// The fn with this ID.
+    async fn fn_by_id(&self, id: &str) -> Result<Func, Error>;
+    /// The route of an app at this cleaned path.
+    async fn route(&self, app_id: &str, path: &str) -> Result<Route, Error>;
+    /// The trigger of an app with this type and source.
+    async fn trigger_by_source(&self, app_id: &str, trigger_type: &str, source: &str) -> Result<Trigger, Error>;
+    /// Durably queues an async call (and records it as `queued`); returns once both are stored.
+    async fn enqueue(&self, call: &QueuedCall) -> Result<(), Error>;
+    /// Takes the next queued call, waiting up to `wait` for one.
+    async fn dequeue(&self, wait: Duration) -> Result<Option<Delivery>, Error>;
+    /// Records that a call started running.
+    async fn call_started(&self, call: &Call) -> Result<(), Error>;
+    /// Records a call's end and its log.
+    async fn call_finished(&self, call: &Call, log: &str) -> Result<(), Error>;
+    /// Completes a queued call whose end was recorded: removes it from the queue, or, when `call` failed
+    /// in a way worth retrying and attempts remain, gives it back with backoff.
+    async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error>;
+}
