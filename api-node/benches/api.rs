@@ -71,8 +71,15 @@ fn main() {
         let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
 
         // A fn to read.
-        let app: serde_json::Value =
-            client.post(format!("{base}/v2/apps")).json(&json!({"name": "bench"})).send().await.unwrap().json().await.unwrap();
+        let app: serde_json::Value = client
+            .post(format!("{base}/v2/apps"))
+            .json(&json!({"name": "bench"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let f: serde_json::Value = client
             .post(format!("{base}/v2/fns"))
             .json(&json!({"name": "f", "app_id": app["id"], "image": "fnproject/hello"}))
@@ -102,7 +109,12 @@ fn main() {
             let fig = measure(concurrency, total, move |i| {
                 let (c, b) = (c.clone(), b.clone());
                 async move {
-                    let r = c.post(format!("{b}/v2/apps")).json(&json!({ "name": format!("a{run}x{i}") })).send().await.unwrap();
+                    let r = c
+                        .post(format!("{b}/v2/apps"))
+                        .json(&json!({ "name": format!("a{run}x{i}") }))
+                        .send()
+                        .await
+                        .unwrap();
                     assert_eq!(r.status(), 200);
                     r.bytes().await.unwrap();
                 }

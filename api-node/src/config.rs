@@ -20,14 +20,38 @@ pub struct Variable {
 
 /// Every variable [`Settings::from_source`] reads, in `--help` order.
 pub const VARIABLES: &[Variable] = &[
-    Variable { name: "FN_NODE_TYPE", default: "full", help: "node type: full, api (the management API is served by both)" },
+    Variable {
+        name: "FN_NODE_TYPE",
+        default: "full",
+        help: "node type: full, api (the management API is served by both)",
+    },
     Variable { name: "FN_PORT", default: "8080", help: "HTTP listen port (0 picks a free one)" },
-    Variable { name: "FN_DB_URL", default: "sqlite3://./data/fn.db", help: "datastore: sqlite3://PATH, postgres://USER:PASS@HOST:PORT/DB or mysql://USER:PASS@HOST:PORT/DB" },
-    Variable { name: "FN_DS_DB_PING_MAX_RETRIES", default: "10", help: "how many times to retry an unreachable database at start-up, 1 s apart" },
-    Variable { name: "FN_LOG_LEVEL", default: "info", help: "log level (error, warn, info, debug, trace) or a tracing filter directive" },
+    Variable {
+        name: "FN_DB_URL",
+        default: "sqlite3://./data/fn.db",
+        help: "datastore: sqlite3://PATH, postgres://USER:PASS@HOST:PORT/DB or mysql://USER:PASS@HOST:PORT/DB",
+    },
+    Variable {
+        name: "FN_DS_DB_PING_MAX_RETRIES",
+        default: "10",
+        help: "how many times to retry an unreachable database at start-up, 1 s apart",
+    },
+    Variable {
+        name: "FN_LOG_LEVEL",
+        default: "info",
+        help: "log level (error, warn, info, debug, trace) or a tracing filter directive",
+    },
     Variable { name: "FN_LOG_FORMAT", default: "text", help: "log format: text or json" },
-    Variable { name: "FN_MAX_REQUEST_SIZE", default: "0", help: "largest accepted request body in bytes; 0 means unlimited (413 above it)" },
-    Variable { name: "FN_PUBLIC_LB_URL", default: "http://localhost:<FN_PORT>", help: "public base URL used in the invoke and trigger endpoint annotations" },
+    Variable {
+        name: "FN_MAX_REQUEST_SIZE",
+        default: "0",
+        help: "largest accepted request body in bytes, 413 above it; 0: no limit but the API's own 16 MiB",
+    },
+    Variable {
+        name: "FN_PUBLIC_LB_URL",
+        default: "http://localhost:<FN_PORT>",
+        help: "public base URL used in the invoke and trigger endpoint annotations",
+    },
 ];
 
 /// Which role this process plays. The management API is served on `full` and `api` nodes.

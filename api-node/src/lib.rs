@@ -5,10 +5,22 @@
 //! (`shared`: models, validation, errors) → [`datastore`] (traits and the SQL store). [`listeners`] wraps
 //! the datastore so extension hooks fire on every write; [`server`] wires settings, store and HTTP server
 //! together and is what the binary, the tests and the benchmark start.
+//!
+//! Running: `api-node --help` lists every `FN_*` variable with its default; `FN_DB_URL` picks SQLite,
+//! PostgreSQL or MySQL. Embedding: [`server::start`] takes a store, [`listeners::Listeners`] and
+//! [`http::Extensions`] (extra actix routes via `configure`, request filters for `/v1` and `/v2`) and
+//! returns the running server; [`http::build`] returns the bare actix `App` for callers that run their
+//! own `HttpServer` or want to `.wrap()` more middleware.
+//!
+//! Deliberate differences from Fn's server: nested v1 route paths work for GET too; the v2 fns `name`
+//! filter is applied; v2 deletes answer 204; unknown `/v2` paths answer in the v2 error shape; every 503
+//! carries `Retry-After: 15`; a panicking handler answers 500 instead of dropping the connection.
 
 pub mod config;
 pub mod datastore;
+pub mod direct;
 pub mod http;
+pub mod hybrid;
 pub mod listeners;
 pub mod queue;
 pub mod server;

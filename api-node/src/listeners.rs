@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use shared::{App, AppInput, Call, CallLog, Error, Func, FuncInput, Route, RouteInput, Trigger, TriggerInput};
 
 use crate::datastore::{
-    AppFilter, AppStore, CallFilter, Datastore, FnFilter, FnStore, LogStore, Page, RouteFilter, RouteStore,
-    StoreError, StoreResult, TriggerFilter, TriggerStore,
+    AppFilter, AppStore, CallFilter, Datastore, FnFilter, FnStore, LogStore, Page, RouteFilter, RouteStore, StoreError,
+    StoreResult, TriggerFilter, TriggerStore,
 };
 
 /// Hooks around app changes. Every method defaults to doing nothing.

@@ -14,7 +14,7 @@ use crate::config::{LogFormat, Settings};
 use crate::datastore::sql::SqlStore;
 use crate::datastore::Datastore;
 use crate::http::{self, AppState, Extensions};
-use crate::listeners::{ListeningStore, Listeners};
+use crate::listeners::{Listeners, ListeningStore};
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -99,20 +99,21 @@ pub async fn start(
     listeners: Listeners,
     ext: Extensions,
 ) -> Result<RunningServer, StartError> {
-    let mut state = AppState::new(ListeningStore::wrap(store, listeners), &settings.public_url, settings.max_request_size);
+    let mut state =
+        AppState::new(ListeningStore::wrap(store, listeners), &settings.public_url, settings.max_request_size);
     state.ext = ext;
+    state.node_type = settings.node_type;
     let addr = format!("{}:{}", settings.bind_host, settings.port);
     let mut server = HttpServer::new(move || http::build(state.clone()));
     if settings.workers > 0 {
         server = server.workers(settings.workers);
     }
-    let server = server
-        .bind(&addr)
-        .map_err(|cause| StartError::Bind { addr: addr.clone(), cause })?;
-    let bound = server.addrs().first().copied().ok_or_else(|| StartError::Bind {
-        addr: addr.clone(),
-        cause: std::io::Error::other("no address bound"),
-    })?;
+    let server = server.bind(&addr).map_err(|cause| StartError::Bind { addr: addr.clone(), cause })?;
+    let bound = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| StartError::Bind { addr: addr.clone(), cause: std::io::Error::other("no address bound") })?;
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(server);

@@ -4,7 +4,9 @@
 
 mod common;
 
-use api_node::datastore::{AppFilter, AppStore, FnFilter, FnStore, RouteFilter, RouteStore, TriggerFilter, TriggerStore};
+use api_node::datastore::{
+    AppFilter, AppStore, FnFilter, FnStore, RouteFilter, RouteStore, TriggerFilter, TriggerStore,
+};
 use api_node::testing::Backend;
 use common::Node;
 use proptest::prelude::*;
@@ -21,8 +23,12 @@ async fn dump(n: &Node) -> Value {
         for app in page.items {
             let id = app.id.clone();
             let fns = s.list_fns(&FnFilter { app_id: id.clone(), per_page: 100, ..Default::default() }).await.unwrap();
-            let trs = s.list_triggers(&TriggerFilter { app_id: id.clone(), per_page: 100, ..Default::default() }).await.unwrap();
-            let routes = s.list_routes(&RouteFilter { app_id: id.clone(), per_page: 100, ..Default::default() }).await.unwrap();
+            let trs = s
+                .list_triggers(&TriggerFilter { app_id: id.clone(), per_page: 100, ..Default::default() })
+                .await
+                .unwrap();
+            let routes =
+                s.list_routes(&RouteFilter { app_id: id.clone(), per_page: 100, ..Default::default() }).await.unwrap();
             out.push(json!({ "app": app, "fns": fns.items, "triggers": trs.items, "routes": routes.items }));
         }
         match page.next_cursor {
@@ -46,7 +52,11 @@ async fn seed(n: &Node) -> Seed {
     let f = n.req("POST", "/v2/fns", Some(json!({"name": "f", "app_id": app_id, "image": "i"}))).await.json();
     let fn_id = f["id"].as_str().unwrap().to_string();
     let t = n
-        .req("POST", "/v2/triggers", Some(json!({"name": "t", "app_id": app_id, "fn_id": fn_id, "type": "http", "source": "/s"})))
+        .req(
+            "POST",
+            "/v2/triggers",
+            Some(json!({"name": "t", "app_id": app_id, "fn_id": fn_id, "type": "http", "source": "/s"})),
+        )
         .await
         .json();
     let trigger_id = t["id"].as_str().unwrap().to_string();
@@ -61,7 +71,8 @@ fn targets(s: &Seed) -> Vec<(&'static str, String, Value)> {
                          "config": {"A": "b"}, "annotations": {"k": "v"}});
     let trigger_body = json!({"name": "u", "app_id": s.app_id, "fn_id": s.fn_id, "type": "http", "source": "/x",
                               "annotations": {"k": [1, 2]}});
-    let app_body = json!({"name": "other", "config": {"A": "b"}, "annotations": {"k": {"n": 1}}, "syslog_url": "tcp://h:1"});
+    let app_body =
+        json!({"name": "other", "config": {"A": "b"}, "annotations": {"k": {"n": 1}}, "syslog_url": "tcp://h:1"});
     let route_body = json!({"path": "/p", "image": "img", "memory": 64, "cpus": "100m", "type": "sync", "format": "http",
                             "timeout": 10, "idle_timeout": 10, "tmpfs_size": 1, "headers": {"X": ["1"]}, "config": {"A": "b"}});
     vec![
@@ -96,7 +107,8 @@ fn arb_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 24, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(".{0,12}", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+            prop::collection::btree_map(".{0,12}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
         ]
     })
 }
@@ -163,10 +175,8 @@ fn apply(body: &Value, m: &Mutation) -> Vec<u8> {
             // Splice a literal no integer or float type can hold.
             let marker = format!("\"{key}\":");
             let at = text.find(&marker).unwrap() + marker.len();
-            let end = serde_json::to_string(&body).unwrap()[at..]
-                .find([',', '}'])
-                .map(|e| at + e)
-                .unwrap_or(text.len());
+            let end =
+                serde_json::to_string(&body).unwrap()[at..].find([',', '}']).map(|e| at + e).unwrap_or(text.len());
             return format!("{}{}{}", &text[..at], "9".repeat(400), &text[end..]).into_bytes();
         }
     }
@@ -181,7 +191,8 @@ fn fuzz(backend: Backend, cases: u32) {
     let baseline = std::cell::RefCell::new(rt.block_on(dump(&node)));
     // The server is stateful across cases, so shrinking would replay against a changed store and blame
     // the wrong request: report the first failing request as is.
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, max_shrink_iters: 0, ..Config::default() });
+    let mut runner =
+        TestRunner::new(Config { cases, failure_persistence: None, max_shrink_iters: 0, ..Config::default() });
     let strategy = (0..targets.len(), arb_mutation());
     let rejected = std::cell::Cell::new(0u32);
     runner

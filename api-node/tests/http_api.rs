@@ -74,6 +74,15 @@ async fn unknown_paths_and_methods(b: Backend) {
     assert_eq!((r.status, r.json()), (405, json!({"error": {"message": "Method not allowed: PUT /v1/apps"}})));
     let r = n.req("POST", "/v2/fns/x/calls", None).await;
     assert_eq!(r.status, 405);
+    let r = n.get("/r/app/route").await;
+    assert_eq!((r.status, r.message().as_str()), (404, "Path not found: /r/app/route"), "full node, invoke not mounted");
+    n.shutdown().await;
+    let n = node_with(b, |s| s.node_type = api_node::config::NodeType::Api, Listeners::default(), Extensions::default()).await;
+    let r = n.req("POST", "/r/app/route", Some(json!({}))).await;
+    assert_eq!(
+        (r.status, r.json()),
+        (400, json!({"error": {"message": "Invoking routes /r/ is not supported on nodes configured as type API"}}))
+    );
     n.shutdown().await;
 }
 
@@ -102,7 +111,8 @@ async fn v2_apps(b: Backend) {
     let r = n.get("/v2/apps/nope").await;
     assert_eq!((r.status, r.json()), (404, json!({"message": "App not found"})));
 
-    let r = n.req("PUT", &format!("/v2/apps/{id}"), Some(json!({"config": {"A": "1"}, "annotations": {"k": "v"}}))).await;
+    let r =
+        n.req("PUT", &format!("/v2/apps/{id}"), Some(json!({"config": {"A": "1"}, "annotations": {"k": "v"}}))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!((r.json()["config"].clone(), r.json()["annotations"].clone()), (json!({"A": "1"}), json!({"k": "v"})));
     let r = n.req("PUT", &format!("/v2/apps/{id}"), Some(json!({"config": {"B": "2"}}))).await;
@@ -168,7 +178,10 @@ async fn v2_fns(b: Backend) {
 
     let f = create_fn(&n, &app_id, "f1").await;
     let fn_id = f["id"].as_str().unwrap().to_string();
-    assert_eq!((f["memory"].clone(), f["timeout"].clone(), f["idle_timeout"].clone()), (json!(128), json!(30), json!(30)));
+    assert_eq!(
+        (f["memory"].clone(), f["timeout"].clone(), f["idle_timeout"].clone()),
+        (json!(128), json!(30), json!(30))
+    );
     let invoke = format!("http://localhost:8080/invoke/{fn_id}");
     assert_eq!(f["annotations"][FN_INVOKE_ENDPOINT], invoke);
     // The annotation is computed on read, never stored.
@@ -193,7 +206,9 @@ async fn v2_fns(b: Backend) {
     let r = n.get("/v2/fns/nope").await;
     assert_eq!((r.status, r.json()), (404, json!({"message": "Fn not found"})));
 
-    let r = n.req("PUT", &format!("/v2/fns/{fn_id}"), Some(json!({"image": "img2", "memory": 256, "config": {"K": "v"}}))).await;
+    let r = n
+        .req("PUT", &format!("/v2/fns/{fn_id}"), Some(json!({"image": "img2", "memory": 256, "config": {"K": "v"}})))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let u = r.json();
     assert_eq!((u["image"].clone(), u["memory"].clone(), u["timeout"].clone()), (json!("img2"), json!(256), json!(30)));
@@ -203,7 +218,10 @@ async fn v2_fns(b: Backend) {
     let r = n.req("PUT", "/v2/fns/nope", Some(json!({"image": "x"}))).await;
     assert_eq!((r.status, r.message().as_str()), (404, "Fn not found"));
     let r = n.req("PUT", &format!("/v2/fns/{fn_id}"), Some(json!({"memory": 9000}))).await;
-    assert_eq!((r.status, r.message().as_str()), (400, "memory value is out of range. It should be between 0 and 8192"));
+    assert_eq!(
+        (r.status, r.message().as_str()),
+        (400, "memory value is out of range. It should be between 0 and 8192")
+    );
 
     create_fn(&n, &app_id, "f2").await;
     let j = n.get(&format!("/v2/fns?app_id={app_id}")).await.json();
@@ -228,7 +246,9 @@ async fn v2_fns(b: Backend) {
 // ---- v2 triggers --------------------------------------------------------------------------------
 
 async fn v2_triggers(b: Backend) {
-    let n = node_with(b, |s| s.public_url = "https://fn.example.com".into(), Listeners::default(), Extensions::default()).await;
+    let n =
+        node_with(b, |s| s.public_url = "https://fn.example.com".into(), Listeners::default(), Extensions::default())
+            .await;
     let app_id = create_app(&n, "tapp").await["id"].as_str().unwrap().to_string();
     let other_app = create_app(&n, "other").await["id"].as_str().unwrap().to_string();
     let fn_id = create_fn(&n, &app_id, "f").await["id"].as_str().unwrap().to_string();
@@ -270,7 +290,8 @@ async fn v2_triggers(b: Backend) {
     let r = n.get("/v2/triggers/nope").await;
     assert_eq!((r.status, r.json()), (404, json!({"message": "Trigger not found"})));
 
-    let r = n.req("PUT", &format!("/v2/triggers/{tid}"), Some(json!({"source": "/hook/b", "annotations": {"x": 1}}))).await;
+    let r =
+        n.req("PUT", &format!("/v2/triggers/{tid}"), Some(json!({"source": "/hook/b", "annotations": {"x": 1}}))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["annotations"][TRIGGER_HTTP_ENDPOINT], "https://fn.example.com/t/tapp/hook/b");
     assert_eq!(r.json()["annotations"]["x"], 1);
@@ -354,11 +375,16 @@ async fn v1_apps(b: Backend) {
 async fn v1_routes(b: Backend) {
     let n = node(b).await;
     // POST auto-creates the app.
-    let r = n.req("POST", "/v1/apps/auto/routes", Some(json!({"route": {"path": "/hello", "image": "fnproject/hello"}}))).await;
+    let r = n
+        .req("POST", "/v1/apps/auto/routes", Some(json!({"route": {"path": "/hello", "image": "fnproject/hello"}})))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["message"], "Route successfully created");
     let route = r.json()["route"].clone();
-    assert_eq!((route["memory"].clone(), route["type"].clone(), route["format"].clone()), (json!(128), json!("sync"), json!("default")));
+    assert_eq!(
+        (route["memory"].clone(), route["type"].clone(), route["format"].clone()),
+        (json!(128), json!("sync"), json!("default"))
+    );
     assert_eq!(n.get("/v1/apps/auto").await.status, 200);
     let r = n.req("POST", "/v1/apps/auto/routes", Some(json!({"route": {"path": "/hello", "image": "x"}}))).await;
     assert_eq!((r.status, r.json()), (409, json!({"error": {"message": "Route already exists"}})));
@@ -380,7 +406,9 @@ async fn v1_routes(b: Backend) {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["message"], "Route successfully created");
     assert_eq!(r.json()["route"]["path"], "/a/b/c");
-    let r = n.req("PUT", "/v1/apps/putapp/routes/a/b/c", Some(json!({"route": {"memory": 512, "headers": {"X-A": ["1"]}}}))).await;
+    let r = n
+        .req("PUT", "/v1/apps/putapp/routes/a/b/c", Some(json!({"route": {"memory": 512, "headers": {"X-A": ["1"]}}})))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["message"], "Route successfully updated");
     assert_eq!((r.json()["route"]["memory"].clone(), r.json()["route"]["timeout"].clone()), (json!(512), json!(60)));
@@ -392,7 +420,9 @@ async fn v1_routes(b: Backend) {
     assert_eq!(r.json()["route"]["headers"], json!({"X-A": ["1"]}));
     assert_eq!(n.get("/v1/apps/putapp/routes/a//b/c/").await.json()["route"]["path"], "/a/b/c", "paths are cleaned");
 
-    let r = n.req("PATCH", "/v1/apps/putapp/routes/a/b/c", Some(json!({"route": {"type": "async", "timeout": 3600}}))).await;
+    let r = n
+        .req("PATCH", "/v1/apps/putapp/routes/a/b/c", Some(json!({"route": {"type": "async", "timeout": 3600}})))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["message"], "Route successfully updated");
     let r = n.req("PATCH", "/v1/apps/putapp/routes/a/b/c", Some(json!({"route": {"type": "sync"}}))).await;
@@ -539,27 +569,40 @@ async fn v2_calls_and_logs(b: Backend) {
 async fn body_errors(b: Backend) {
     let n = node_with(b, |s| s.max_request_size = Some(1024), Listeners::default(), Extensions::default()).await;
     let app_id = create_app(&n, "app").await["id"].as_str().unwrap().to_string();
-    for (path, v1) in [("/v2/apps", false), ("/v1/apps", true), ("/v2/fns", false), ("/v2/triggers", false), ("/v1/apps/app/routes", true)] {
+    for (path, v1) in [
+        ("/v2/apps", false),
+        ("/v1/apps", true),
+        ("/v2/fns", false),
+        ("/v2/triggers", false),
+        ("/v1/apps/app/routes", true),
+    ] {
         for bad in ["{", "", "[]", "\"x\"", "{\"name\": 5}", "{\"app\": 5}", "{\"route\": []}"] {
             let r = n.raw("POST", path, Some(bad.as_bytes().to_vec()), &[]).await;
             // Some shapes are valid JSON for one endpoint's body (e.g. `{"app":5}` on v2 ignores `app`):
             // those must be domain 400s, never 500s; the rest must be "Invalid JSON".
             assert_eq!(r.status, 400, "{path} {bad}: {}", r.text);
             if ["{", "", "[]", "\"x\""].contains(&bad) {
-                let expect = if v1 { json!({"error": {"message": "Invalid JSON"}}) } else { json!({"message": "Invalid JSON"}) };
+                let expect =
+                    if v1 { json!({"error": {"message": "Invalid JSON"}}) } else { json!({"message": "Invalid JSON"}) };
                 assert_eq!(r.json(), expect, "{path} {bad}");
             }
         }
     }
     // cpus: a number is "Invalid JSON", a bad string the cpus message.
-    let r = n.req("POST", "/v1/apps/app/routes", Some(json!({"route": {"path": "/c", "image": "i", "cpus": 100}}))).await;
+    let r =
+        n.req("POST", "/v1/apps/app/routes", Some(json!({"route": {"path": "/c", "image": "i", "cpus": 100}}))).await;
     assert_eq!((r.status, r.message().as_str()), (400, "Invalid JSON"));
-    let r = n.req("POST", "/v1/apps/app/routes", Some(json!({"route": {"path": "/c", "image": "i", "cpus": "lots"}}))).await;
+    let r = n
+        .req("POST", "/v1/apps/app/routes", Some(json!({"route": {"path": "/c", "image": "i", "cpus": "lots"}})))
+        .await;
     assert_eq!(r.message(), Error::InvalidCpus.message());
-    let r = n.req("POST", "/v1/apps/app/routes", Some(json!({"route": {"path": "/c", "image": "i", "cpus": "100m"}}))).await;
+    let r = n
+        .req("POST", "/v1/apps/app/routes", Some(json!({"route": {"path": "/c", "image": "i", "cpus": "100m"}})))
+        .await;
     assert_eq!((r.status, r.json()["route"]["cpus"].clone()), (200, json!("100m")));
     // Wrong types are Invalid JSON; unknown fields are ignored.
-    let r = n.req("POST", "/v2/fns", Some(json!({"name": "f", "app_id": app_id, "image": "i", "memory": "lots"}))).await;
+    let r =
+        n.req("POST", "/v2/fns", Some(json!({"name": "f", "app_id": app_id, "image": "i", "memory": "lots"}))).await;
     assert_eq!((r.status, r.message().as_str()), (400, "Invalid JSON"));
     let r = n.req("POST", "/v2/fns", Some(json!({"name": "f", "app_id": app_id, "image": "i", "memory": -1}))).await;
     assert_eq!((r.status, r.message().as_str()), (400, "Invalid JSON"));
@@ -678,7 +721,10 @@ async fn listeners_fire_and_veto(b: Backend) {
     let t = json!({"name": "t", "app_id": app_id, "fn_id": fn_id, "type": "http", "source": "/s"});
     assert_eq!(n.req("POST", "/v2/triggers", Some(t)).await.status, 200);
     // v1 route POST auto-creates its app through the same wrapper.
-    assert_eq!(n.req("POST", "/v1/apps/v1auto/routes", Some(json!({"route": {"path": "/r", "image": "i"}}))).await.status, 200);
+    assert_eq!(
+        n.req("POST", "/v1/apps/v1auto/routes", Some(json!({"route": {"path": "/r", "image": "i"}}))).await.status,
+        200
+    );
     assert_eq!(n.req("DELETE", &format!("/v2/fns/{fn_id}"), None).await.status, 204);
     // An unexpected error is a 500 with the cause hidden; the app is not deleted.
     let r = n.req("DELETE", &format!("/v2/apps/{app_id}"), None).await;
@@ -763,7 +809,13 @@ fn unknown_db_scheme_fails_fast_naming_the_supported_ones() {
     let out = binary().env("FN_DB_URL", "mongodb://u:p@h/db").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("mongodb") && err.contains("sqlite3://") && err.contains("postgres://") && err.contains("mysql://"), "{err}");
+    assert!(
+        err.contains("mongodb")
+            && err.contains("sqlite3://")
+            && err.contains("postgres://")
+            && err.contains("mysql://"),
+        "{err}"
+    );
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
     let out = binary().env("FN_PORT", "eighty").output().unwrap();
     assert!(!out.status.success());

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chrono::Utc;
+use shared::time::DateTime;
+use shared::{Call, CallStatus};
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
@@ -23,7 +25,7 @@ use crate::driver::{ContainerSpec, Driver};
 use crate::error::AgentError;
 use crate::hot::{HotContainer, HotStart, IofsDir};
 use crate::protocol::{self, Limits, Outcome};
-use crate::recorder::{CallRecord, CallRecorder, CallStatus, LogBuffer, RecordWriter};
+use crate::recorder::{CallRecorder, LogBuffer, RecordWriter};
 use crate::resources::{ResourceToken, ResourceTracker};
 use crate::slots::{LaunchReply, SlotQueue, SlotStats};
 
@@ -199,27 +201,27 @@ impl Agent {
         if inner.shutting_down.load(Ordering::SeqCst) {
             return Err(AgentError::ShuttingDown);
         }
-        let mut record = CallRecord {
+        let mut record = Call {
             id: call.id.clone(),
+            status: CallStatus::Running,
             app_id: call.app_id.clone(),
             fn_id: call.fn_id.clone(),
             path: call.path.clone(),
-            image: call.image.clone(),
-            status: CallStatus::Running,
-            created_at: Utc::now(),
+            created_at: DateTime::now(),
             started_at: None,
             completed_at: None,
-            error: None,
+            error: String::new(),
+            stats: Vec::new(),
         };
         let mut log = LogBuffer::new(inner.cfg.max_log_size);
         let result = inner.run(&call, &mut record, &mut log).await;
-        record.completed_at = Some(Utc::now());
+        record.completed_at = Some(DateTime::now());
         record.status = match &result {
             Ok(_) => CallStatus::Success,
             Err(AgentError::Timeout) => CallStatus::Timeout,
             Err(_) => CallStatus::Error,
         };
-        record.error = result.as_ref().err().map(|e| e.message());
+        record.error = result.as_ref().err().map(|e| e.message()).unwrap_or_default();
         if let Err(e) = &result {
             if e.status() >= 500 && !matches!(e, AgentError::TooBusy | AgentError::ShuttingDown) {
                 tracing::debug!(call_id = %call.id, error = %e, "call failed");
@@ -310,11 +312,14 @@ impl Inner {
     async fn run(
         self: &Arc<Self>,
         call: &CallSpec,
-        record: &mut CallRecord,
+        record: &mut Call,
         log: &mut LogBuffer,
     ) -> Result<CallResponse, AgentError> {
         if self.cfg.max_request_size > 0 && call.body.len() as u64 > self.cfg.max_request_size {
             return Err(AgentError::RequestTooLarge);
+        }
+        if call.format == Format::CloudEvent {
+            return Err(AgentError::UnsupportedFormat(call.format));
         }
         if !self
             .tracker
@@ -331,8 +336,8 @@ impl Inner {
     }
 
     /// Marks the call running and queues the "started" record.
-    async fn started(&self, record: &mut CallRecord) {
-        record.started_at = Some(Utc::now());
+    async fn started(&self, record: &mut Call) {
+        record.started_at = Some(DateTime::now());
         self.records.started(record.clone()).await;
     }
 
@@ -394,7 +399,7 @@ impl Inner {
         self: &Arc<Self>,
         call: &CallSpec,
         wait_deadline: Instant,
-        record: &mut CallRecord,
+        record: &mut Call,
         log: &mut LogBuffer,
     ) -> Result<CallResponse, AgentError> {
         let token = self
@@ -451,7 +456,7 @@ impl Inner {
         self: &Arc<Self>,
         call: &CallSpec,
         wait_deadline: Instant,
-        record: &mut CallRecord,
+        record: &mut Call,
         log: &mut LogBuffer,
     ) -> Result<CallResponse, AgentError> {
         let key = call.slot_key();

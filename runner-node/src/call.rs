@@ -1,5 +1,7 @@
 //! What the agent is asked to run ([`CallSpec`]) and what it answers ([`CallResponse`]).
 //! The invoke handlers build a `CallSpec` from the domain models; the agent does not know them.
+//! The wire format is the domain's [`Format`] (`shared::Format`); the agent runs every format but
+//! `cloudevent`, which it refuses with 400.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,47 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::HeaderMap;
 use sha1::{Digest, Sha1};
-
-/// How a call crosses into the container (reference §3.1, §3.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Format {
-    /// Cold: one container per call, body on stdin, response on stdout.
-    Default,
-    /// Hot: one HTTP/1.1 request/response per call over stdin/stdout.
-    Http,
-    /// Hot: one JSON object per line over stdin/stdout.
-    Json,
-    /// Hot: HTTP/1.1 over a unix socket the function listens on.
-    HttpStream,
-}
-
-impl Format {
-    /// Parses Fn's format names; an empty name is `default`.
-    pub fn parse(s: &str) -> Option<Format> {
-        match s {
-            "" | "default" => Some(Format::Default),
-            "http" => Some(Format::Http),
-            "json" => Some(Format::Json),
-            "http-stream" => Some(Format::HttpStream),
-            _ => None,
-        }
-    }
-
-    /// Fn's name for the format, as passed in `FN_FORMAT`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Format::Default => "default",
-            Format::Http => "http",
-            Format::Json => "json",
-            Format::HttpStream => "http-stream",
-        }
-    }
-
-    /// Whether containers of this format serve many calls.
-    pub fn is_hot(&self) -> bool {
-        !matches!(self, Format::Default)
-    }
-}
+pub use shared::Format;
 
 /// One call to run: the function's container settings plus the request.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use shared::{App, Call, Error, Func, QueuedCall, Route, Trigger};
 
 /// A queued call handed to this runner, held until it is completed or its lease runs out.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Delivery {
     /// The call to run.
     pub call: QueuedCall,

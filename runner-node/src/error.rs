@@ -15,6 +15,9 @@ pub enum AgentError {
     /// The call asks for more memory/CPU than the node will ever have.
     #[error("Requested CPU/Memory cannot be allocated")]
     CannotAllocate,
+    /// The call names a format this agent cannot run (`cloudevent`).
+    #[error("Format {0} is not supported by this runner")]
+    UnsupportedFormat(shared::Format),
     /// The request body is larger than `FN_MAX_REQUEST_SIZE`.
     #[error("Request content too large")]
     RequestTooLarge,
@@ -81,7 +84,7 @@ impl AgentError {
         use AgentError::*;
         match self {
             TooBusy | ShuttingDown => 503,
-            CannotAllocate => 400,
+            CannotAllocate | UnsupportedFormat(_) => 400,
             RequestTooLarge => 413,
             Timeout | ContainerInitTimeout | PullTimeout => 504,
             ExitCode(_)

@@ -177,8 +177,8 @@ impl HotContainer {
                 stdout: stdout_rx,
                 buf: BytesMut::new(),
             }),
-            Format::Default => {
-                return Err(AgentError::Internal("default format is not hot".into()))
+            Format::Default | Format::CloudEvent => {
+                return Err(AgentError::UnsupportedFormat(call.format))
             }
         };
         Ok(Arc::new(HotContainer {

@@ -12,7 +12,8 @@
 //! - `slots`: hot containers per slot key, LIFO, one call at a time;
 //! - `protocol`: the formats (`default`, `http`, `json`, `http-stream`);
 //! - [`recorder`]: call records and logs, written off the response path;
-//! - [`agent`]: ties it together, plus reaping and graceful shutdown.
+//! - [`agent`]: ties it together, plus reaping and graceful shutdown;
+//! - [`http`]: the invoke endpoints (`/r/`, `/invoke/`, `/t/`) as actix-web handlers.
 
 #![warn(missing_docs)]
 
@@ -23,6 +24,10 @@ pub mod data_access;
 pub mod driver;
 pub mod error;
 mod hot;
+pub mod http;
+#[cfg(feature = "testing")]
+pub mod memory_data;
+pub mod hybrid;
 mod protocol;
 pub mod recorder;
 pub mod resources;
@@ -35,6 +40,6 @@ pub use call::{CallResponse, CallSpec, Format};
 pub use config::AgentConfig;
 pub use data_access::{DataAccess, Delivery};
 pub use error::AgentError;
-pub use recorder::{CallRecord, CallRecorder, CallStatus, NoopRecorder, RecordError};
+pub use recorder::{CallRecorder, NoopRecorder, RecordError};
 pub use resources::ResourceTracker;
 pub use slots::SlotStats;

@@ -1,5 +1,6 @@
-//! Call records and logs leave the agent through [`CallRecorder`], implemented by the embedding
-//! node (straight to the datastore in full mode, over the hybrid API on runner nodes).
+//! Call records ([`shared::Call`]) and logs leave the agent through [`CallRecorder`], implemented
+//! by the embedding node (straight to the datastore in full mode, over the hybrid API on runner
+//! nodes; [`crate::http::DataAccessRecorder`] adapts any [`crate::DataAccess`]).
 //!
 //! Recording never sits on the response path: events go through a bounded queue to one
 //! background writer. When the queue is full, submitting waits (backpressure) instead of
@@ -9,59 +10,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use shared::Call;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-
-/// Final state of a call, as Fn names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallStatus {
-    /// Executing in a container.
-    Running,
-    /// Finished with a response.
-    Success,
-    /// Failed (container error, bad response, no capacity, ...).
-    Error,
-    /// Ran past its timeout.
-    Timeout,
-}
-
-impl CallStatus {
-    /// Fn's name for the status (`running`, `success`, `error`, `timeout`).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            CallStatus::Running => "running",
-            CallStatus::Success => "success",
-            CallStatus::Error => "error",
-            CallStatus::Timeout => "timeout",
-        }
-    }
-}
-
-/// What is stored about a call.
-#[derive(Debug, Clone)]
-pub struct CallRecord {
-    /// Call id.
-    pub id: String,
-    /// App id.
-    pub app_id: String,
-    /// Fn id (v2) or empty.
-    pub fn_id: String,
-    /// Route path (v1) or empty.
-    pub path: String,
-    /// Image that ran.
-    pub image: String,
-    /// Current status.
-    pub status: CallStatus,
-    /// When the agent received the call.
-    pub created_at: DateTime<Utc>,
-    /// When the call got its container.
-    pub started_at: Option<DateTime<Utc>>,
-    /// When the call ended.
-    pub completed_at: Option<DateTime<Utc>>,
-    /// Error text for failed calls (Fn's message).
-    pub error: Option<String>,
-}
 
 /// Error type recorders return; it is logged, never shown to callers.
 pub type RecordError = Box<dyn std::error::Error + Send + Sync>;
@@ -70,9 +21,9 @@ pub type RecordError = Box<dyn std::error::Error + Send + Sync>;
 #[async_trait]
 pub trait CallRecorder: Send + Sync + 'static {
     /// The call got a container and is running.
-    async fn call_started(&self, call: &CallRecord) -> Result<(), RecordError>;
+    async fn call_started(&self, call: &Call) -> Result<(), RecordError>;
     /// The call ended; `log` is its stderr, capped at `FN_MAX_LOG_SIZE_BYTES`.
-    async fn call_finished(&self, call: &CallRecord, log: Bytes) -> Result<(), RecordError>;
+    async fn call_finished(&self, call: &Call, log: Bytes) -> Result<(), RecordError>;
 }
 
 /// A recorder that keeps nothing (pure runners, benchmarks).
@@ -81,17 +32,17 @@ pub struct NoopRecorder;
 
 #[async_trait]
 impl CallRecorder for NoopRecorder {
-    async fn call_started(&self, _call: &CallRecord) -> Result<(), RecordError> {
+    async fn call_started(&self, _call: &Call) -> Result<(), RecordError> {
         Ok(())
     }
-    async fn call_finished(&self, _call: &CallRecord, _log: Bytes) -> Result<(), RecordError> {
+    async fn call_finished(&self, _call: &Call, _log: Bytes) -> Result<(), RecordError> {
         Ok(())
     }
 }
 
 enum Event {
-    Started(CallRecord),
-    Finished(CallRecord, Bytes),
+    Started(Call),
+    Finished(Call, Bytes),
 }
 
 /// The bounded background writer in front of a [`CallRecorder`].
@@ -139,12 +90,12 @@ impl RecordWriter {
     }
 
     /// Queues a "started" record.
-    pub async fn started(&self, call: CallRecord) {
+    pub async fn started(&self, call: Call) {
         self.send(Event::Started(call)).await
     }
 
     /// Queues a "finished" record with its log.
-    pub async fn finished(&self, call: CallRecord, log: Bytes) {
+    pub async fn finished(&self, call: Call, log: Bytes) {
         self.send(Event::Finished(call, log)).await
     }
 
@@ -200,12 +151,12 @@ mod tests {
 
     #[async_trait]
     impl CallRecorder for Slow {
-        async fn call_started(&self, c: &CallRecord) -> Result<(), RecordError> {
+        async fn call_started(&self, c: &Call) -> Result<(), RecordError> {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             self.0.lock().unwrap().push(format!("start {}", c.id));
             Ok(())
         }
-        async fn call_finished(&self, c: &CallRecord, log: Bytes) -> Result<(), RecordError> {
+        async fn call_finished(&self, c: &Call, log: Bytes) -> Result<(), RecordError> {
             self.0
                 .lock()
                 .unwrap()
@@ -218,17 +169,17 @@ mod tests {
     async fn writer_keeps_order_and_flushes_on_close() {
         let rec = Arc::new(Slow(Mutex::new(Vec::new())));
         let w = RecordWriter::start(rec.clone(), 1);
-        let call = CallRecord {
+        let call = Call {
             id: "c1".into(),
+            status: shared::CallStatus::Running,
             app_id: String::new(),
             fn_id: String::new(),
             path: String::new(),
-            image: String::new(),
-            status: CallStatus::Running,
-            created_at: Utc::now(),
+            created_at: shared::time::DateTime::now(),
             started_at: None,
             completed_at: None,
-            error: None,
+            error: String::new(),
+            stats: Vec::new(),
         };
         for i in 0..5 {
             let mut c = call.clone();

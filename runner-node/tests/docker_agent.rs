@@ -16,10 +16,8 @@ use async_trait::async_trait;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 use bollard::Docker;
 use bytes::Bytes;
-use runner_node::{
-    Agent, AgentConfig, AgentError, CallRecord, CallRecorder, CallSpec, CallStatus, Format,
-    RecordError,
-};
+use runner_node::{Agent, AgentConfig, AgentError, CallRecorder, CallSpec, Format, RecordError};
+use shared::{Call, CallStatus};
 use tokio::sync::OnceCell;
 
 const ALL_FORMATS: [Format; 4] = [
@@ -85,19 +83,19 @@ async fn images() {
 /// Keeps every record and log the agent reports.
 #[derive(Default)]
 struct MemRecorder {
-    events: Mutex<Vec<(String, CallRecord, Bytes)>>,
+    events: Mutex<Vec<(String, Call, Bytes)>>,
 }
 
 #[async_trait]
 impl CallRecorder for MemRecorder {
-    async fn call_started(&self, c: &CallRecord) -> Result<(), RecordError> {
+    async fn call_started(&self, c: &Call) -> Result<(), RecordError> {
         self.events
             .lock()
             .unwrap()
             .push(("started".into(), c.clone(), Bytes::new()));
         Ok(())
     }
-    async fn call_finished(&self, c: &CallRecord, log: Bytes) -> Result<(), RecordError> {
+    async fn call_finished(&self, c: &Call, log: Bytes) -> Result<(), RecordError> {
         self.events
             .lock()
             .unwrap()
@@ -444,7 +442,7 @@ async fn crashes_answer_502_with_the_exit_code_and_are_logged() {
         .find(|(e, c, _)| {
             e == "finished"
                 && c.fn_id == "fn-crash"
-                && c.error.as_deref() == Some("container exit code 3")
+                && c.error == "container exit code 3"
         })
         .expect("a finished record");
     assert_eq!(cold.1.status, CallStatus::Error);
@@ -561,6 +559,16 @@ async fn capacity_errors_are_400_at_once_and_503_after_waiting() {
     assert_eq!(
         (err.status(), err.to_string()),
         (413, "Request content too large".to_string())
+    );
+
+    let err = h
+        .agent
+        .submit(call("echo", Format::CloudEvent, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.to_string()),
+        (400, "Format cloudevent is not supported by this runner".to_string())
     );
 
     let mut huge = call("echo", Format::HttpStream, "");

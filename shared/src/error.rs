@@ -253,6 +253,9 @@ pub enum Error {
     MissingAppId,
 
     // ---- server ------------------------------------------------------------------------------
+    /// A runner presented no token, or the wrong one, to the hybrid API.
+    #[error("Invalid runner token")]
+    Unauthorized,
     /// The node cannot take the work now; the caller should retry (`Retry-After: 15`).
     #[error("Timed out - server too busy")]
     ServerBusy,
@@ -274,6 +277,7 @@ impl Error {
             AppAlreadyExists | NameImmutable | RoutePathImmutable | RouteAlreadyExists | FnAlreadyExists
             | TriggerAlreadyExists | TriggerSourceExists | TriggerAppImmutable => 409,
             MethodNotAllowed { .. } => 405,
+            Unauthorized => 401,
             NotAcceptable => 406,
             RequestTooLarge => 413,
             ServerBusy | Unavailable(_) => 503,
@@ -303,11 +307,48 @@ impl Error {
         serde_json::json!({ "message": self.message() })
     }
 
+    /// Rebuilds an error from the status and message another node answered with (the hybrid API's
+    /// clients), so a runner reports the API node's 404 "App not found" as the same error.
+    pub fn from_wire(status: u16, message: &str) -> Error {
+        if let Some(known) = FIXED.iter().find(|e| e.status() == status && e.to_string() == message) {
+            return known.clone();
+        }
+        if let Some(url) = message.strip_prefix("invalid syslog url: \"").and_then(|m| m.strip_suffix('"')) {
+            return Error::InvalidSyslogUrl(url.to_string());
+        }
+        match status {
+            404 => Error::PathNotFound(message.strip_prefix("Path not found: ").unwrap_or(message).to_string()),
+            503 => Error::Unavailable(message.to_string().into()),
+            400..=499 => Error::BadRequest(message.to_string().into()),
+            _ => Error::Internal(format!("remote error {status}: {message}")),
+        }
+    }
+
     /// Seconds a client should wait before retrying, where Fn sends `Retry-After`.
     pub fn retry_after(&self) -> Option<u32> {
         matches!(self, Error::ServerBusy).then_some(15)
     }
 }
+
+/// Every variant without data, for [`Error::from_wire`].
+const FIXED: &[Error] = {
+    use Error::*;
+    &[
+        InvalidJson, RequestTooLarge, NotAcceptable, MissingNewApp, MissingAppName, AppMissingName, AppNameTooLong,
+        AppInvalidName, AppIdProvided, AppIdMismatch, AppNotFound, AppAlreadyExists, NameImmutable, MissingNewRoute,
+        RouteMissingApp, RouteMissingPath, RoutePathMalformed, RouteDynamicPath, RouteInvalidPath, RoutePathTooLong,
+        RoutePathImmutable, RouteMissingImage, RouteInvalidType, RouteInvalidFormat, RouteInvalidTimeout,
+        RouteInvalidIdleTimeout, RouteAlreadyExists, RouteNotFound, InvalidMemory, InvalidCpus, FnIdProvided,
+        FnMissingName, FnNameTooLong, FnInvalidName, FnMissingAppId, FnMissingImage, FnInvalidTimeout,
+        FnInvalidIdleTimeout, FnInvalidFormat, FnIdMismatch, FnAlreadyExists, FnNotFound, TriggerIdProvided,
+        TriggerCreatedAtProvided, TriggerUpdatedAtProvided, TriggerMissingName, TriggerNameTooLong,
+        TriggerInvalidName, TriggerMissingAppId, TriggerMissingFnId, TriggerFnNotInApp, TriggerTypeUnsupported,
+        TriggerMissingSource, TriggerSourceNoSlash, TriggerSourceTooLong, TriggerIdMismatch, TriggerAppImmutable,
+        TriggerAlreadyExists, TriggerSourceExists, TriggerNotFound, AnnotationKeyInvalid, AnnotationKeyTooLong,
+        AnnotationValueInvalid, AnnotationValueTooLong, AnnotationTooMany, CallNotFound, CallLogNotFound,
+        MissingCallId, MissingAppId, Unauthorized, ServerBusy,
+    ]
+};
 
 #[cfg(test)]
 mod tests {
@@ -325,5 +366,17 @@ mod tests {
         assert_eq!(internal.status(), 500);
         assert_eq!(internal.message(), "internal server error");
         assert_eq!(Error::InvalidSyslogUrl("x".into()).message(), "invalid syslog url: \"x\"");
+    }
+
+    #[test]
+    fn errors_survive_the_wire() {
+        for e in FIXED {
+            assert_eq!(&Error::from_wire(e.status(), &e.message()), e);
+        }
+        let syslog = Error::InvalidSyslogUrl("http://x".into());
+        assert_eq!(Error::from_wire(400, &syslog.message()), syslog);
+        assert_eq!(Error::from_wire(503, "db down").status(), 503);
+        assert_eq!(Error::from_wire(418, "teapot"), Error::BadRequest("teapot".into()));
+        assert_eq!(Error::from_wire(502, "x").status(), 500);
     }
 }

@@ -10,7 +10,7 @@ use shared::time::DateTime;
 use shared::{Call, CallLog, Error};
 
 use super::v1::app_by_name;
-use super::{items_body, param, query, segment, AppState, ApiError, ApiVersion, WithVersion};
+use super::{items_body, param, query, segment, ApiError, ApiVersion, AppState, WithVersion};
 use crate::datastore::CallFilter;
 
 type Reply = Result<HttpResponse, ApiError>;
@@ -51,7 +51,13 @@ pub async fn v1_list(st: web::Data<AppState>, req: HttpRequest) -> Reply {
 }
 
 /// The call `id` if it belongs to the app or fn `owner` (`pick` reads the owner from the call).
-async fn owned_call(st: &AppState, id: &str, owner: &str, pick: fn(&Call) -> &str, v: ApiVersion) -> Result<Call, ApiError> {
+async fn owned_call(
+    st: &AppState,
+    id: &str,
+    owner: &str,
+    pick: fn(&Call) -> &str,
+    v: ApiVersion,
+) -> Result<Call, ApiError> {
     let call = st.store.get_call(id).await.api(v)?;
     if pick(&call) != owner {
         return Err(v.err(Error::CallNotFound));

@@ -26,11 +26,16 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use shared::{Error, Func, Trigger};
 
+use crate::config::NodeType;
 use crate::datastore::Datastore;
 pub use errors::{ApiError, ApiVersion, WithVersion};
 
 /// The server's version, reported by `GET /version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Largest management API body when `FN_MAX_REQUEST_SIZE` is 0 (Fn's "unlimited"): app, fn, route and
+/// trigger bodies are small, and an unbounded body would let one request exhaust memory.
+pub const DEFAULT_MAX_BODY: u64 = 16 * 1024 * 1024;
 
 /// Annotation carrying a fn's invoke URL (added on read, never stored).
 pub const FN_INVOKE_ENDPOINT: &str = "fnproject.io/fn/invokeEndpoint";
@@ -60,20 +65,23 @@ pub struct AppState {
     pub store: Arc<dyn Datastore>,
     /// Base of the invoke and trigger URLs in annotations, without a trailing slash.
     pub public_url: Arc<str>,
-    /// Largest accepted body; `None` is unlimited.
+    /// Largest accepted body (`None` only if set so after construction: unlimited).
     pub max_request_size: Option<u64>,
     /// Extra routes and API filters.
     pub ext: Extensions,
+    /// What this node is; an `api` node answers `/r/` with Fn's "not supported" 400.
+    pub node_type: NodeType,
 }
 
 impl AppState {
-    /// State over `store` with no extensions.
+    /// State over `store` with no extensions; `max_request_size` `None` means [`DEFAULT_MAX_BODY`].
     pub fn new(store: Arc<dyn Datastore>, public_url: &str, max_request_size: Option<u64>) -> Self {
         AppState {
             store,
             public_url: public_url.trim_end_matches('/').into(),
-            max_request_size,
+            max_request_size: Some(max_request_size.unwrap_or(DEFAULT_MAX_BODY)),
             ext: Extensions::default(),
+            node_type: NodeType::Full,
         }
     }
 
@@ -131,7 +139,12 @@ impl Endpoint {
 
 macro_rules! ep {
     ($method:ident, $path:expr, $summary:expr, $handler:path) => {
-        Endpoint { method: Method::$method, path: $path, summary: $summary, route: || web::method(Method::$method).to($handler) }
+        Endpoint {
+            method: Method::$method,
+            path: $path,
+            summary: $summary,
+            route: || web::method(Method::$method).to($handler),
+        }
     };
 }
 
@@ -152,7 +165,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep!(GET, "/v1/apps/{app}/routes", "List the routes of an app", v1::list_routes),
         ep!(POST, "/v1/apps/{app}/routes", "Create a route (and the app if missing)", v1::create_route),
         ep!(GET, "/v1/apps/{app}/routes/{route:.+}", "Get a route", v1::get_route),
-        ep!(PUT, "/v1/apps/{app}/routes/{route:.+}", "Create or update a route (and the app if missing)", v1::put_route),
+        ep!(
+            PUT,
+            "/v1/apps/{app}/routes/{route:.+}",
+            "Create or update a route (and the app if missing)",
+            v1::put_route
+        ),
         ep!(PATCH, "/v1/apps/{app}/routes/{route:.+}", "Update a route", v1::patch_route),
         ep!(DELETE, "/v1/apps/{app}/routes/{route:.+}", "Delete a route", v1::delete_route),
         ep!(GET, "/v1/apps/{app}/calls", "List the calls of an app, newest first", calls::v1_list),
@@ -234,7 +252,11 @@ fn version_of(path: &str) -> ApiVersion {
     }
 }
 
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn not_found(st: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if st.node_type == NodeType::Api && (req.path().starts_with("/r/") || req.path() == "/r") {
+        let msg = "Invoking routes /r/ is not supported on nodes configured as type API";
+        return Err(ApiVersion::V1.err(Error::BadRequest(msg.into())));
+    }
     Err(version_of(req.path()).err(Error::PathNotFound(req.path().to_string())))
 }
 
@@ -243,7 +265,10 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> 
         .err(Error::MethodNotAllowed { method: req.method().to_string(), path: req.path().to_string() }))
 }
 
-async fn api_filters(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+async fn api_filters(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let path = req.path();
     if path.starts_with("/v1/") || path.starts_with("/v2/") {
         if let Some(state) = req.app_data::<web::Data<AppState>>() {
@@ -257,7 +282,10 @@ async fn api_filters(req: ServiceRequest, next: Next<impl MessageBody + 'static>
     next.call(req).await
 }
 
-async fn log_request(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_string();
@@ -311,7 +339,11 @@ async fn ready(st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 // ---- helpers shared by the handlers ------------------------------------------------------------
 
 /// Reads the whole body, enforcing the size limit (413) before and while reading.
-pub(crate) async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: Option<u64>) -> Result<web::BytesMut, Error> {
+pub(crate) async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: Option<u64>,
+) -> Result<web::BytesMut, Error> {
     if let Some(limit) = limit {
         let declared = req
             .headers()
@@ -334,7 +366,11 @@ pub(crate) async fn read_body(req: &HttpRequest, mut payload: web::Payload, limi
 }
 
 /// Reads and parses a JSON body. Any parse failure is Fn's 400 "Invalid JSON"; unknown fields are ignored.
-pub(crate) async fn read_json<T: DeserializeOwned>(st: &AppState, req: &HttpRequest, payload: web::Payload) -> Result<T, Error> {
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    st: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, Error> {
     let body = read_body(req, payload, st.max_request_size).await?;
     // Bodies are JSON objects; serde would also read a struct from an array, which Fn rejects.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {

@@ -34,8 +34,9 @@ mod tests {
         let mut extra = Vec::new();
         for (path, ops) in doc["paths"].as_object().unwrap() {
             for method in ops.as_object().unwrap().keys() {
-                let served =
-                    endpoints.iter().any(|ep| ep.openapi_path() == *path && ep.method.as_str().eq_ignore_ascii_case(method));
+                let served = endpoints
+                    .iter()
+                    .any(|ep| ep.openapi_path() == *path && ep.method.as_str().eq_ignore_ascii_case(method));
                 if !served {
                     extra.push(format!("{method} {path}"));
                 }

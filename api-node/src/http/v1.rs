@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::{App, AppInput, Error, Route, RouteInput};
 
-use super::{param, query, read_json, segment, AppState, ApiError, WithVersion};
+use super::{param, query, read_json, segment, ApiError, AppState, WithVersion};
 use crate::datastore::{AppFilter, RouteFilter, StoreError};
 
 type Reply = Result<HttpResponse, ApiError>;

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use shared::{App, AppInput, Error, Func, FuncInput, Trigger, TriggerInput};
 
-use super::{items_body, ok_json, param, query, read_json, segment, AppState, ApiError, WithVersion};
+use super::{items_body, ok_json, param, query, read_json, segment, ApiError, AppState, WithVersion};
 use crate::datastore::{AppFilter, FnFilter, TriggerFilter};
 
 type Reply = Result<HttpResponse, ApiError>;

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
 use super::{new_token, now_ms, Message, MessageQueue, QueueError, QueueResult, Reservation};
@@ -83,7 +83,12 @@ impl RedisQueue {
         let client = redis::Client::open(url).map_err(|e| QueueError::Config(format!("FN_MQ_URL: {e}")))?;
         let mut attempt = 0;
         loop {
-            match ConnectionManager::new(client.clone()).await {
+            let config = ConnectionManagerConfig::new()
+                .set_number_of_retries(2)
+                .set_max_delay(1000)
+                .set_connection_timeout(Duration::from_secs(2))
+                .set_response_timeout(Duration::from_secs(5));
+            match ConnectionManager::new_with_config(client.clone(), config).await {
                 Ok(conn) => return Ok(RedisQueue { conn, prefix: prefix.to_string() }),
                 Err(e) if attempt < retries => {
                     attempt += 1;

@@ -52,7 +52,12 @@ pub async fn node(backend: Backend) -> Node {
 }
 
 /// A node with adjusted settings, listeners and extensions.
-pub async fn node_with(backend: Backend, adjust: impl FnOnce(&mut Settings), listeners: Listeners, ext: Extensions) -> Node {
+pub async fn node_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Settings),
+    listeners: Listeners,
+    ext: Extensions,
+) -> Node {
     let (store, url) = fresh_store(backend).await;
     let mut settings = Settings::for_tests(url);
     adjust(&mut settings);

@@ -249,13 +249,23 @@ fn serve_connection<F: FnMut(&Request) -> Response>(
     while let Some(mut req) = read_request(&mut input)? {
         req.call_id = req.header("Fn-Call-Id").unwrap_or("").to_string();
         req.deadline = req.header("Fn-Deadline").unwrap_or("").to_string();
+        let gateway = req
+            .header("Fn-Intent")
+            .is_some_and(|v| v.eq_ignore_ascii_case("httprequest"));
+        if gateway {
+            unwrap_gateway_request(&mut req);
+        }
         let resp = {
             let mut h = handler.lock().unwrap_or_else(|p| p.into_inner());
             call(&mut *h, &req)
         };
         match resp {
             Some(resp) => {
-                let mut headers = resp.headers;
+                let mut headers = if gateway {
+                    wrap_gateway_headers(resp.headers)
+                } else {
+                    resp.headers
+                };
                 headers.push(("Fn-Http-Status".into(), resp.status.to_string()));
                 write_response(&mut out, 200, &headers, &resp.body)?;
             }
@@ -263,6 +273,43 @@ fn serve_connection<F: FnMut(&Request) -> Response>(
         }
     }
     Ok(())
+}
+
+/// A trigger request (`Fn-Intent: httprequest`), as Fn's FDKs present it to the handler: the
+/// original method and URL, and `Fn-Http-H-<Name>` headers under their own names.
+fn unwrap_gateway_request(req: &mut Request) {
+    if let Some(m) = req.header("Fn-Http-Method") {
+        req.method = m.to_string();
+    }
+    if let Some(u) = req.header("Fn-Http-Request-Url") {
+        req.url = u.to_string();
+    }
+    req.headers = std::mem::take(&mut req.headers)
+        .into_iter()
+        .filter_map(|(k, v)| {
+            if k.eq_ignore_ascii_case("content-type") {
+                return Some((k, v));
+            }
+            let lower = k.to_ascii_lowercase();
+            lower
+                .strip_prefix("fn-http-h-")
+                .map(|_| (k["Fn-Http-H-".len()..].to_string(), v))
+        })
+        .collect();
+}
+
+/// Response headers of a trigger call: all but Content-Type travel as `Fn-Http-H-<Name>`.
+fn wrap_gateway_headers(headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .map(|(k, v)| {
+            if k.eq_ignore_ascii_case("content-type") {
+                (k, v)
+            } else {
+                (format!("Fn-Http-H-{k}"), v)
+            }
+        })
+        .collect()
 }
 
 /// Reads one HTTP/1.1 request; `None` at a clean end of stream.
@@ -374,5 +421,30 @@ mod tests {
         let b = read_request(&mut r).unwrap().unwrap();
         assert_eq!(b.body, b"hi!");
         assert!(read_request(&mut r).unwrap().is_none());
+    }
+
+    #[test]
+    fn gateway_requests_are_unwrapped_and_responses_wrapped() {
+        let mut req = Request {
+            method: "POST".into(),
+            headers: vec![
+                ("Fn-Http-Method".into(), "GET".into()),
+                ("Fn-Http-Request-Url".into(), "http://h/t/a/b".into()),
+                ("Fn-Http-H-X-Thing".into(), "1".into()),
+                ("Content-Type".into(), "text/plain".into()),
+                ("Fn-Intent".into(), "httprequest".into()),
+            ],
+            ..Default::default()
+        };
+        unwrap_gateway_request(&mut req);
+        assert_eq!((req.method.as_str(), req.url.as_str()), ("GET", "http://h/t/a/b"));
+        assert_eq!(req.header("X-Thing"), Some("1"));
+        assert_eq!(req.headers.len(), 2);
+        let out = wrap_gateway_headers(vec![
+            ("Content-Type".into(), "a/b".into()),
+            ("X-Out".into(), "y".into()),
+        ]);
+        assert_eq!(out[1].0, "Fn-Http-H-X-Out");
+        assert_eq!(out[0].0, "Content-Type");
     }
 }

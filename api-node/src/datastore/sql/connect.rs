@@ -109,7 +109,7 @@ pub(crate) async fn open_pool(url: &DbUrl, retries: u32) -> StoreResult<AnyPool>
 }
 
 fn pool_options(dialect: Dialect) -> AnyPoolOptions {
-    let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+    let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
     match dialect {
         Dialect::Sqlite => options.max_connections(1).after_connect(|conn, _| {
             Box::pin(async move {

@@ -1,5 +1,6 @@
 //! Echoes the body; reports method, call id, container hostname and a per-container call counter
 //! in headers; honours `X-Status` (response status) and `X-Header-*` (extra response headers).
+//! `X-Request-Url` reports the request URL the function saw.
 fn main() {
     let host = std::fs::read_to_string("/etc/hostname")
         .unwrap_or_default()
@@ -18,7 +19,8 @@ fn main() {
             .header("X-Method", &req.method)
             .header("X-Call-Id", &req.call_id)
             .header("X-Hostname", &host)
-            .header("X-Count", &count.to_string());
+            .header("X-Count", &count.to_string())
+            .header("X-Request-Url", &req.url);
         for (k, v) in &req.headers {
             if let Some(name) = k.strip_prefix("X-Header-").or(k.strip_prefix("x-header-")) {
                 resp = resp.header(name, v);

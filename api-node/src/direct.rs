@@ -1,0 +1,147 @@
+//! The runner's view of storage, served in-process: full mode's agent, and the hybrid API's transports,
+//! reach the datastore and the queue through this one implementation of `runner_node::DataAccess`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use runner_node::{DataAccess, Delivery};
+use shared::{App, Call, CallStatus, Error, Func, QueuedCall, Route, Trigger};
+use tokio::sync::Notify;
+
+use crate::datastore::Datastore;
+use crate::queue::{Message, MessageQueue, Reservation};
+
+/// How queued calls are held and retried.
+#[derive(Debug, Clone, Copy)]
+pub struct AsyncPolicy {
+    /// How long a runner holds a call before it is handed to another runner.
+    pub lease: Duration,
+    /// Attempts of a call before it is given up (dead-lettered).
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled for each further one.
+    pub backoff: Duration,
+}
+
+impl Default for AsyncPolicy {
+    fn default() -> Self {
+        AsyncPolicy { lease: Duration::from_secs(60), max_attempts: 3, backoff: Duration::from_secs(1) }
+    }
+}
+
+/// `DataAccess` straight onto a datastore and a queue.
+pub struct DirectDataAccess {
+    store: Arc<dyn Datastore>,
+    queue: Arc<dyn MessageQueue>,
+    policy: AsyncPolicy,
+    /// Wakes local long-polls when a call is queued, so queue-to-start latency is not a poll interval.
+    queued: Notify,
+}
+
+impl DirectDataAccess {
+    /// Serves `store` and `queue` with `policy`.
+    pub fn new(store: Arc<dyn Datastore>, queue: Arc<dyn MessageQueue>, policy: AsyncPolicy) -> Self {
+        DirectDataAccess { store, queue, policy, queued: Notify::new() }
+    }
+
+    fn delivery(r: Reservation) -> Result<Delivery, Error> {
+        let call: QueuedCall = serde_json::from_str(&r.message.payload)
+            .map_err(|e| Error::internal(format!("queued call {} is unreadable: {e}", r.message.id)))?;
+        Ok(Delivery { call, token: r.token, attempt: r.attempt })
+    }
+
+    fn reservation(d: &Delivery) -> Result<Reservation, Error> {
+        Ok(Reservation {
+            message: Message { id: d.call.call.id.clone(), priority: d.call.priority, payload: String::new() },
+            token: d.token.clone(),
+            attempt: d.attempt,
+        })
+    }
+}
+
+/// Poll interval of a long-poll when no local enqueue wakes it (calls queued by other API nodes).
+const POLL: Duration = Duration::from_millis(200);
+
+#[async_trait]
+impl DataAccess for DirectDataAccess {
+    async fn app_by_name(&self, name: &str) -> Result<App, Error> {
+        Ok(self.store.get_app_by_name(name).await?)
+    }
+
+    async fn app_by_id(&self, id: &str) -> Result<App, Error> {
+        Ok(self.store.get_app_by_id(id).await?)
+    }
+
+    async fn fn_by_id(&self, id: &str) -> Result<Func, Error> {
+        Ok(self.store.get_fn(id).await?)
+    }
+
+    async fn route(&self, app_id: &str, path: &str) -> Result<Route, Error> {
+        Ok(self.store.get_route(app_id, path).await?)
+    }
+
+    async fn trigger_by_source(&self, app_id: &str, trigger_type: &str, source: &str) -> Result<Trigger, Error> {
+        Ok(self.store.get_trigger_by_source(app_id, trigger_type, source).await?)
+    }
+
+    /// Records the call as queued, then queues it. If the queue refuses, the record is closed as an error
+    /// and the caller gets 503: nothing is accepted that was not stored.
+    async fn enqueue(&self, call: &QueuedCall) -> Result<(), Error> {
+        let mut record = call.call.clone();
+        record.status = CallStatus::Queued;
+        self.store.insert_call(&record).await?;
+        let payload = serde_json::to_string(call).map_err(Error::internal)?;
+        let message = Message { id: record.id.clone(), priority: call.priority.min(2), payload };
+        if let Err(e) = self.queue.push(&message, Duration::ZERO).await {
+            tracing::warn!(call_id = %record.id, error = %e, "queue refused an async call");
+            record.status = CallStatus::Error;
+            record.error = "not accepted: the queue is unavailable".into();
+            record.completed_at = Some(shared::time::DateTime::now());
+            if let Err(e) = self.store.insert_call(&record).await {
+                tracing::error!(call_id = %record.id, error = %e, "could not close the record of a refused call");
+            }
+            return Err(e.into());
+        }
+        self.queued.notify_waiters();
+        Ok(())
+    }
+
+    async fn dequeue(&self, wait: Duration) -> Result<Option<Delivery>, Error> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let woken = self.queued.notified();
+            if let Some(r) = self.queue.reserve(self.policy.lease).await? {
+                return Self::delivery(r).map(Some);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let _ = tokio::time::timeout(POLL.min(deadline - now), woken).await;
+        }
+    }
+
+    async fn call_started(&self, call: &Call) -> Result<(), Error> {
+        Ok(self.store.insert_call(call).await?)
+    }
+
+    async fn call_finished(&self, call: &Call, log: &str) -> Result<(), Error> {
+        self.store.insert_call(call).await?;
+        Ok(self.store.insert_log(&call.app_id, &call.id, log).await?)
+    }
+
+    /// Acks a call that succeeded or has no attempts left; gives a failed one back with exponential
+    /// backoff otherwise. The end was recorded first (`call_finished`), so a crash here redelivers the call
+    /// rather than losing it.
+    async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error> {
+        let reservation = Self::reservation(delivery)?;
+        let failed = matches!(call.status, CallStatus::Error | CallStatus::Timeout);
+        if failed && delivery.attempt < self.policy.max_attempts {
+            let backoff = self.policy.backoff * 2u32.saturating_pow(delivery.attempt.saturating_sub(1));
+            self.queue.release(&reservation, backoff).await?;
+        } else {
+            self.queue.ack(&reservation).await?;
+        }
+        Ok(())
+    }
+}

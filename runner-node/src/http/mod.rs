@@ -1,0 +1,84 @@
+//! The invoke endpoints as actix-web handlers over the [`Agent`] and [`DataAccess`]:
+//!
+//! - `/r/{app}/{route...}` (any method): v1 routes, sync or async ([`route`]);
+//! - `POST /invoke/{fn_id}`: v2 fns, sync or detached ([`invoke`]);
+//! - `/t/{app}/{source...}` (any method): HTTP triggers with Fn's gateway mapping ([`trigger`]).
+//!
+//! [`configure`] mounts them into any actix `App`; the API node does so in full mode, a runner
+//! node on its own. Every answer carries `Fn-Call-Id`; errors carry Fn's status and message in
+//! the path's body shape ([`error`]).
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::agent::Agent;
+use crate::data_access::DataAccess;
+
+pub mod error;
+pub mod gateway;
+mod invoke;
+mod recorder;
+pub mod request;
+mod route;
+mod trigger;
+
+pub use error::{InvokeError, Shape};
+pub use recorder::DataAccessRecorder;
+
+/// Response header carrying the call's id.
+pub const CALL_ID_HEADER: &str = "Fn-Call-Id";
+
+/// Limits the handlers enforce before the agent sees a call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InvokeLimits {
+    /// Largest request body in bytes, 0 = unlimited (`FN_MAX_REQUEST_SIZE`): 413 beyond.
+    pub max_request_size: u64,
+}
+
+/// What the invoke handlers share.
+#[derive(Clone)]
+pub struct InvokeState {
+    /// Runs the calls.
+    pub agent: Arc<Agent>,
+    /// Apps, routes, fns, triggers and the queue.
+    pub data: Arc<dyn DataAccess>,
+    /// Request limits.
+    pub limits: InvokeLimits,
+}
+
+impl InvokeState {
+    /// State with the limits of the agent's configuration (`FN_MAX_REQUEST_SIZE`).
+    pub fn new(agent: Arc<Agent>, data: Arc<dyn DataAccess>) -> Self {
+        let limits = InvokeLimits {
+            max_request_size: agent.config().max_request_size,
+        };
+        InvokeState {
+            agent,
+            data,
+            limits,
+        }
+    }
+}
+
+/// Mounts `/r/`, `/invoke/` and `/t/` with `state` into an actix app or scope:
+/// `App::new().configure(|cfg| runner_node::http::configure(cfg, state))`.
+pub fn configure(cfg: &mut web::ServiceConfig, state: InvokeState) {
+    let data = web::Data::new(state);
+    cfg.service(
+        web::resource(["/r/{app}", "/r/{app}/{route:.*}"])
+            .app_data(data.clone())
+            .route(web::route().to(route::handle)),
+    );
+    cfg.service(
+        web::resource("/invoke/{fn_id}")
+            .app_data(data.clone())
+            .route(web::post().to(invoke::handle))
+            .default_service(web::to(invoke::method_not_allowed)),
+    );
+    cfg.service(
+        web::resource(["/t/{app}", "/t/{app}/{source:.*}"])
+            .app_data(data)
+            .route(web::route().to(trigger::handle)),
+    );
+}

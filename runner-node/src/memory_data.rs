@@ -1,0 +1,93 @@
+//! An in-memory [`DataAccess`] for tests and benchmarks (feature `testing`): it stands in for
+//! the storage seam so the invoke endpoints can be served without a database. It keeps what
+//! was queued and recorded so tests can look, and can be told to fail enqueues.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use shared::{App, Call, Error, Func, QueuedCall, Route, Trigger};
+
+use crate::data_access::{DataAccess, Delivery};
+
+/// Apps, fns, routes and triggers in vectors; a queue that is only ever appended to.
+#[derive(Default)]
+pub struct MemoryDataAccess {
+    /// Stored apps.
+    pub apps: Mutex<Vec<App>>,
+    /// Stored fns.
+    pub fns: Mutex<Vec<Func>>,
+    /// Stored routes.
+    pub routes: Mutex<Vec<Route>>,
+    /// Stored triggers.
+    pub triggers: Mutex<Vec<Trigger>>,
+    /// Everything enqueued, in order.
+    pub queued: Mutex<Vec<QueuedCall>>,
+    /// Every record reported: ("started" | "finished", call, log).
+    pub records: Mutex<Vec<(String, Call, String)>>,
+    /// When set, `enqueue` fails with 503 "queue unavailable".
+    pub fail_enqueue: AtomicBool,
+}
+
+impl MemoryDataAccess {
+    /// Makes `enqueue` fail (or work again).
+    pub fn set_fail_enqueue(&self, fail: bool) {
+        self.fail_enqueue.store(fail, Ordering::SeqCst);
+    }
+}
+
+fn find<T: Clone>(items: &Mutex<Vec<T>>, pred: impl Fn(&T) -> bool, missing: Error) -> Result<T, Error> {
+    items
+        .lock()
+        .expect("memory data lock")
+        .iter()
+        .find(|x| pred(x))
+        .cloned()
+        .ok_or(missing)
+}
+
+#[async_trait]
+impl DataAccess for MemoryDataAccess {
+    async fn app_by_name(&self, name: &str) -> Result<App, Error> {
+        find(&self.apps, |a| a.name == name, Error::AppNotFound)
+    }
+    async fn app_by_id(&self, id: &str) -> Result<App, Error> {
+        find(&self.apps, |a| a.id == id, Error::AppNotFound)
+    }
+    async fn fn_by_id(&self, id: &str) -> Result<Func, Error> {
+        find(&self.fns, |f| f.id == id, Error::FnNotFound)
+    }
+    async fn route(&self, app_id: &str, path: &str) -> Result<Route, Error> {
+        find(&self.routes, |r| r.app_id == app_id && r.path == path, Error::RouteNotFound)
+    }
+    async fn trigger_by_source(&self, app_id: &str, trigger_type: &str, source: &str) -> Result<Trigger, Error> {
+        find(
+            &self.triggers,
+            |t| t.app_id == app_id && t.trigger_type.as_str() == trigger_type && t.source == source,
+            Error::TriggerNotFound,
+        )
+    }
+    async fn enqueue(&self, call: &QueuedCall) -> Result<(), Error> {
+        if self.fail_enqueue.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable("queue unavailable".into()));
+        }
+        self.queued.lock().expect("memory data lock").push(call.clone());
+        Ok(())
+    }
+    async fn dequeue(&self, wait: Duration) -> Result<Option<Delivery>, Error> {
+        tokio::time::sleep(wait).await;
+        Ok(None)
+    }
+    async fn call_started(&self, call: &Call) -> Result<(), Error> {
+        self.records.lock().expect("memory data lock").push(("started".into(), call.clone(), String::new()));
+        Ok(())
+    }
+    async fn call_finished(&self, call: &Call, log: &str) -> Result<(), Error> {
+        self.records.lock().expect("memory data lock").push(("finished".into(), call.clone(), log.to_string()));
+        Ok(())
+    }
+    async fn complete(&self, _delivery: &Delivery, _call: &Call) -> Result<(), Error> {
+        Ok(())
+    }
+}
