@@ -15,7 +15,8 @@ use crate::queue::{Message, MessageQueue, Reservation};
 /// How queued calls are held and retried.
 #[derive(Debug, Clone, Copy)]
 pub struct AsyncPolicy {
-    /// How long a runner holds a call before it is handed to another runner.
+    /// How long a runner holds a call beyond its timeout before the call is handed to another runner
+    /// (covers image pull and container start, which the timeout does not count).
     pub lease: Duration,
     /// Attempts of a call before it is given up (dead-lettered).
     pub max_attempts: u32,
@@ -25,7 +26,7 @@ pub struct AsyncPolicy {
 
 impl Default for AsyncPolicy {
     fn default() -> Self {
-        AsyncPolicy { lease: Duration::from_secs(60), max_attempts: 3, backoff: Duration::from_secs(1) }
+        AsyncPolicy { lease: Duration::from_secs(30), max_attempts: 3, backoff: Duration::from_secs(1) }
     }
 }
 
@@ -48,6 +49,17 @@ impl DirectDataAccess {
         let call: QueuedCall = serde_json::from_str(&r.message.payload)
             .map_err(|e| Error::internal(format!("queued call {} is unreadable: {e}", r.message.id)))?;
         Ok(Delivery { call, token: r.token, attempt: r.attempt })
+    }
+
+    /// The timeout of the fn or route a call runs, so its lease covers the whole run. A call whose fn
+    /// is gone keeps the plain lease: it will fail fast on the runner.
+    async fn timeout_of(&self, call: &Call) -> Duration {
+        let secs = if !call.fn_id.is_empty() {
+            self.store.get_fn(&call.fn_id).await.map(|f| f.timeout).ok()
+        } else {
+            self.store.get_route(&call.app_id, &call.path).await.map(|r| r.timeout).ok()
+        };
+        Duration::from_secs(secs.unwrap_or(0).max(0) as u64)
     }
 
     fn reservation(d: &Delivery) -> Result<Reservation, Error> {
@@ -111,7 +123,10 @@ impl DataAccess for DirectDataAccess {
         loop {
             let woken = self.queued.notified();
             if let Some(r) = self.queue.reserve(self.policy.lease).await? {
-                return Self::delivery(r).map(Some);
+                let delivery = Self::delivery(r.clone())?;
+                let timeout = self.timeout_of(&delivery.call.call).await;
+                self.queue.extend(&r, self.policy.lease + timeout).await?;
+                return Ok(Some(delivery));
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {

@@ -109,6 +109,19 @@ async fn release_with_backoff(q: Arc<dyn MessageQueue>) {
     q.ack(&again).await.unwrap();
 }
 
+async fn extend_keeps_a_long_call_held(q: Arc<dyn MessageQueue>) {
+    let m = msg(0);
+    q.push(&m, Duration::ZERO).await.unwrap();
+    let r = q.reserve(Duration::from_millis(300)).await.unwrap().unwrap();
+    q.extend(&r, Duration::from_secs(30)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(q.reserve(LEASE).await.unwrap().is_none(), "an extended lease outlives the first one");
+    q.ack(&r).await.unwrap();
+    let stale = Message { id: "unknown".into(), priority: 0, payload: String::new() };
+    let stale = api_node::queue::Reservation { message: stale, token: "t".into(), attempt: 1 };
+    assert!(matches!(q.extend(&stale, LEASE).await, Err(QueueError::NotReserved(_))));
+}
+
 async fn duplicate_push_is_a_no_op(q: Arc<dyn MessageQueue>) {
     let m = msg(0);
     q.push(&m, Duration::ZERO).await.unwrap();
@@ -172,6 +185,8 @@ macro_rules! suite {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn release_with_backoff() { super::release_with_backoff(fresh($kind).await.0).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn extend_keeps_a_long_call_held() { super::extend_keeps_a_long_call_held(fresh($kind).await.0).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn duplicate_push_is_a_no_op() { super::duplicate_push_is_a_no_op(fresh($kind).await.0).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,6 +61,17 @@ impl MessageQueue for MemoryQueue {
         }
     }
 
+    async fn extend(&self, r: &Reservation, lease: Duration) -> QueueResult<()> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.get_mut(&r.message.id) {
+            Some(e) if e.token == r.token => {
+                e.visible_at = now_ms() + lease.as_millis() as i64;
+                Ok(())
+            }
+            _ => Err(QueueError::NotReserved(r.message.id.clone())),
+        }
+    }
+
     async fn release(&self, r: &Reservation, delay: Duration) -> QueueResult<()> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get_mut(&r.message.id) {

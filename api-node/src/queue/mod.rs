@@ -95,6 +95,8 @@ pub trait MessageQueue: Send + Sync {
     /// Deletes a reserved message: its call is finished and recorded. Refused once another consumer
     /// holds it (the reservation expired and the message was redelivered).
     async fn ack(&self, r: &Reservation) -> QueueResult<()>;
+    /// Changes a held reservation to end `lease` from now (a call longer than the default lease).
+    async fn extend(&self, r: &Reservation, lease: Duration) -> QueueResult<()>;
     /// Gives a reserved message back, visible again after `delay` (retry backoff).
     async fn release(&self, r: &Reservation, delay: Duration) -> QueueResult<()>;
     /// Whether the backend answers now.

@@ -54,6 +54,13 @@ redis.call('HSET', mk, 'token', '')
 return 1
 "#;
 
+const EXTEND: &str = r#"
+local mk = ARGV[3] .. 'msg:' .. ARGV[1]
+if redis.call('HGET', mk, 'token') ~= ARGV[2] then return 0 end
+redis.call('ZADD', ARGV[3] .. 'vis:' .. redis.call('HGET', mk, 'priority'), ARGV[4], ARGV[1])
+return 1
+"#;
+
 /// A queue on a Redis server.
 #[derive(Clone)]
 pub struct RedisQueue {
@@ -98,6 +105,21 @@ impl RedisQueue {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Runs a script that moves a held message's visibility to `after` from now.
+    async fn held(&self, script: &str, r: &Reservation, after: Duration) -> QueueResult<()> {
+        let done: i64 = Script::new(script)
+            .arg(&r.message.id)
+            .arg(&r.token)
+            .arg(&self.prefix)
+            .arg(now_ms() + after.as_millis() as i64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        if done == 0 {
+            return Err(QueueError::NotReserved(r.message.id.clone()));
+        }
+        Ok(())
     }
 
     fn vis_key(&self, priority: u8) -> String {
@@ -153,18 +175,12 @@ impl MessageQueue for RedisQueue {
         Ok(())
     }
 
+    async fn extend(&self, r: &Reservation, lease: Duration) -> QueueResult<()> {
+        self.held(EXTEND, r, lease).await
+    }
+
     async fn release(&self, r: &Reservation, delay: Duration) -> QueueResult<()> {
-        let done: i64 = Script::new(RELEASE)
-            .arg(&r.message.id)
-            .arg(&r.token)
-            .arg(&self.prefix)
-            .arg(now_ms() + delay.as_millis() as i64)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        if done == 0 {
-            return Err(QueueError::NotReserved(r.message.id.clone()));
-        }
-        Ok(())
+        self.held(RELEASE, r, delay).await
     }
 
     async fn ping(&self) -> QueueResult<()> {

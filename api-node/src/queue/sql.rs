@@ -140,10 +140,27 @@ impl MessageQueue for SqlQueue {
         Ok(())
     }
 
+    async fn extend(&self, r: &Reservation, lease: Duration) -> QueueResult<()> {
+        self.set_visible(r, lease, "token").await
+    }
+
     async fn release(&self, r: &Reservation, delay: Duration) -> QueueResult<()> {
-        let sql = self.sql("UPDATE fn_queue SET token = '', visible_at = ? WHERE id = ? AND token = ?");
+        self.set_visible(r, delay, "''").await
+    }
+
+    async fn ping(&self) -> QueueResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+impl SqlQueue {
+    /// Moves a held message's visibility to `after` from now, setting its token to `token_expr` (the
+    /// column itself to keep holding it, `''` to let it go).
+    async fn set_visible(&self, r: &Reservation, after: Duration, token_expr: &str) -> QueueResult<()> {
+        let sql = self.sql(&format!("UPDATE fn_queue SET token = {token_expr}, visible_at = ? WHERE id = ? AND token = ?")).into_owned();
         let done = sqlx::query(&sql)
-            .bind(now_ms() + delay.as_millis() as i64)
+            .bind(now_ms() + after.as_millis() as i64)
             .bind(&r.message.id)
             .bind(&r.token)
             .execute(&self.pool)
@@ -152,11 +169,6 @@ impl MessageQueue for SqlQueue {
         if done == 0 {
             return Err(QueueError::NotReserved(r.message.id.clone()));
         }
-        Ok(())
-    }
-
-    async fn ping(&self) -> QueueResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 }
