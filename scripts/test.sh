@@ -19,5 +19,12 @@ export FN_TEST_MYSQL_URL="${FN_TEST_MYSQL_URL:-mysql://fn:fn@127.0.0.1:3306}"
 export FN_TEST_REDIS_URL="${FN_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 export RUST_BACKTRACE=1
 
+# Throwaway databases and files that earlier runs' tests made (each test makes its own).
+PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'fnt\_%'" |
+  while read -r db; do PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE \"$db\"" >/dev/null; done
+mysql -ufn -pfn -h 127.0.0.1 -N -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'fnt\_%'" |
+  while read -r db; do mysql -ufn -pfn -h 127.0.0.1 -e "DROP DATABASE \`$db\`"; done
+rm -rf "${TMPDIR:-/tmp}/fn-tests"
+
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked "$@"

@@ -324,9 +324,10 @@ impl Error {
         }
     }
 
-    /// Seconds a client should wait before retrying, where Fn sends `Retry-After`.
+    /// Seconds a client should wait before retrying: Fn sends `Retry-After: 15` with its 503s, and so do
+    /// we with every 503 (busy, or a dependency down).
     pub fn retry_after(&self) -> Option<u32> {
-        matches!(self, Error::ServerBusy).then_some(15)
+        (self.status() == 503).then_some(15)
     }
 }
 

@@ -53,7 +53,7 @@ impl ResponseError for ApiError {
             ApiVersion::V2 => self.error.v2_body(),
         };
         let mut resp = HttpResponse::build(self.status_code());
-        let retry = self.error.retry_after().or((self.error.status() == 503).then_some(15));
+        let retry = self.error.retry_after();
         if let Some(secs) = retry {
             resp.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
         }

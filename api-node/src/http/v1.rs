@@ -6,7 +6,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::{App, AppInput, Error, Route, RouteInput};
+use shared::{clean_path, App, AppInput, Error, Route, RouteInput};
 
 use super::{param, query, read_json, segment, ApiError, AppState, WithVersion};
 use crate::datastore::{AppFilter, RouteFilter, StoreError};
@@ -212,28 +212,3 @@ pub async fn delete_route(st: web::Data<AppState>, req: HttpRequest) -> Reply {
     Ok(message("Route deleted", json!({})))
 }
 
-/// Lexical path cleaning as Go's `path.Clean` for an absolute path: collapses `//`, resolves `.` and
-/// `..`, drops a trailing slash. (The models clean paths they store the same way.)
-pub fn clean_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn cleans_like_go() {
-        for (i, o) in [("/", "/"), ("//a//b/", "/a/b"), ("/a/./b/../c", "/a/c"), ("/..", "/"), ("a/b", "/a/b")] {
-            assert_eq!(super::clean_path(i), o, "{i}");
-        }
-    }
-}

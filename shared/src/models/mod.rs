@@ -20,7 +20,7 @@ pub use call::{Call, CallLog, CallStatus, QueuedCall};
 pub use func::{Func, FuncInput};
 pub use maps::{Config, Headers};
 pub use resources::{Format, MilliCpus};
-pub use route::{Route, RouteInput, RouteType};
+pub use route::{check_path, clean_path, Route, RouteInput, RouteType};
 pub use trigger::{Trigger, TriggerInput, TriggerType};
 
 /// Longest app, fn or trigger name, in bytes. Fn's baseline limit; its later versions allow 255.

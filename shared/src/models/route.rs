@@ -273,30 +273,21 @@ fn valid_escapes(s: &str) -> bool {
     true
 }
 
-/// Lexical path cleaning, as Go's `path.Clean`: collapses `//`, resolves `.` and `..`, drops a trailing
-/// slash; the result of an empty path is `/` for absolute use.
+/// Lexical cleaning of an absolute path, as Go's `path.Clean`: collapses `//`, resolves `.` and `..` (never
+/// above the root), drops a trailing slash. The result always starts with `/`, whether `p` did or not, so
+/// a URL tail such as `a/b` and a stored route path `/a/b` compare equal once cleaned.
 pub fn clean_path(p: &str) -> String {
-    let rooted = p.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for seg in p.split('/') {
         match seg {
             "" | "." => {}
             ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
+                parts.pop();
             }
             s => parts.push(s),
         }
     }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_string(),
-        (false, false) => joined,
-    }
+    format!("/{}", parts.join("/"))
 }
 
 #[cfg(test)]
@@ -353,7 +344,7 @@ mod tests {
 
     #[test]
     fn cleans_like_go() {
-        for (i, o) in [("/", "/"), ("//a//b/", "/a/b"), ("/a/./b/../c", "/a/c"), ("/..", "/"), ("a/../..", "..")] {
+        for (i, o) in [("/", "/"), ("", "/"), ("//a//b/", "/a/b"), ("/a/./b/../c", "/a/c"), ("/..", "/"), ("a/b", "/a/b")] {
             assert_eq!(clean_path(i), o, "{i}");
         }
     }

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 use super::Dialect;
 use crate::datastore::StoreResult;
@@ -94,10 +94,16 @@ pub(crate) async fn open_pool(url: &DbUrl, retries: u32) -> StoreResult<AnyPool>
     if let Some(dir) = url.sqlite_path.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
     }
+    // One plain connection first: it fails at once, with the real cause, when nothing listens; the pool's
+    // own connect would keep retrying until its acquire timeout and then report only "timed out".
     let mut attempt = 0;
     loop {
-        match pool_options(url.dialect).connect(&url.connect).await {
-            Ok(pool) => return Ok(pool),
+        let probe = match AnyConnection::connect(&url.connect).await {
+            Ok(conn) => conn.close().await,
+            Err(e) => Err(e),
+        };
+        match probe {
+            Ok(()) => return Ok(pool_options(url.dialect).connect(&url.connect).await?),
             Err(e) if attempt < retries => {
                 attempt += 1;
                 tracing::warn!(url = %url.redacted(), attempt, error = %e, "database not reachable, retrying in 1s");
