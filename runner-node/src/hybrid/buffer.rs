@@ -37,7 +37,7 @@ pub struct ReportSettings {
 enum Report {
     Started(Call),
     Finished(Call, String),
-    Complete(Delivery, Call),
+    Complete(Box<Delivery>, Call),
 }
 
 impl Report {
@@ -183,7 +183,7 @@ impl DataAccess for BufferedReports {
     }
 
     async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error> {
-        self.push(Report::Complete(delivery.clone(), call.clone())).await
+        self.push(Report::Complete(Box::new(delivery.clone()), call.clone())).await
     }
 }
 
@@ -308,7 +308,7 @@ mod tests {
             let buffer = buffer.clone();
             let id = format!("c{accepted}");
             let mut push = tokio::spawn(async move { buffer.call_started(&call(&id)).await });
-            match tokio::time::timeout(Duration::from_millis(100), &mut push).await {
+            match tokio::time::timeout(Duration::from_millis(500), &mut push).await {
                 Ok(done) => {
                     done.unwrap().unwrap();
                     accepted += 1;

@@ -1,7 +1,7 @@
 //! A TTL cache in front of a remote [`DataAccess`], for the lookups on the invoke path.
 //!
-//! Each lookup is keyed by what it is looked up by (app ID, app name, fn ID, app ID + path, app ID + type
-//! + source). An answer (a value, or a 404) is served from memory for the TTL, so a changed fn is seen
+//! Each lookup is keyed by what it is looked up by: app ID, app name, fn ID, app ID and path, or app ID,
+//! type and source. An answer (a value, or a 404) is served from memory for the TTL, so a changed fn is seen
 //! in its new form, and a deleted one answers 404, at most one TTL after the change. Concurrent misses of
 //! one key share a single request (single-flight). When the API node fails (a 5xx, or unreachable), the
 //! last answer for the key is served even past its TTL (stale-if-error), so functions that ran recently
@@ -304,7 +304,8 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_share_a_failure_too() {
-        let api = FakeApi::with_fn("img:1", Duration::from_millis(50));
+        // A failure is not cached, so only callers that arrive while the fetch is in flight share it.
+        let api = FakeApi::with_fn("img:1", Duration::from_millis(500));
         api.down.store(true, Ordering::SeqCst);
         let cache = Arc::new(CachedDataAccess::new(api.clone(), Duration::from_secs(60)));
         let tasks: Vec<_> = (0..10)
@@ -321,7 +322,7 @@ mod tests {
 
     #[tokio::test]
     async fn changes_show_after_the_ttl() {
-        let ttl = Duration::from_millis(100);
+        let ttl = Duration::from_millis(400);
         let api = FakeApi::with_fn("img:1", Duration::ZERO);
         let cache = CachedDataAccess::new(api.clone(), ttl);
         assert_eq!(FakeApi::image(cache.fn_by_id("f").await).unwrap(), "img:1");
@@ -335,7 +336,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_fn_answers_404_after_the_ttl_and_the_404_expires_too() {
-        let ttl = Duration::from_millis(100);
+        let ttl = Duration::from_millis(400);
         let api = FakeApi::with_fn("img:1", Duration::ZERO);
         let cache = CachedDataAccess::new(api.clone(), ttl);
         cache.fn_by_id("f").await.unwrap();

@@ -48,7 +48,12 @@ impl GrpcClient {
     /// A client for the API node at `url` (`grpc://host:port`, or `grpcs://host:port` with `tls`),
     /// presenting `token` as `authorization: Bearer <token>` when given. Calls time out after `timeout`
     /// (a dequeue after its wait plus `timeout`). Must be called inside a Tokio runtime.
-    pub fn new(url: &str, token: Option<String>, timeout: Duration, tls: Option<ClientTls>) -> Result<Self, ConnectError> {
+    pub fn new(
+        url: &str,
+        token: Option<String>,
+        timeout: Duration,
+        tls: Option<ClientTls>,
+    ) -> Result<Self, ConnectError> {
         let invalid = |reason: &str| ConnectError::InvalidUrl { url: url.into(), reason: reason.into() };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid("no scheme"))?;
         let secure = match scheme.to_ascii_lowercase().as_str() {
@@ -65,7 +70,8 @@ impl GrpcClient {
             .map_err(|e| invalid(&e.to_string()))?
             .connect_timeout(Duration::from_secs(5).min(timeout));
         if secure {
-            let tls = tls.ok_or_else(|| ConnectError::Tls("grpcs:// needs a CA certificate (FN_RUNNER_API_CA)".into()))?;
+            let tls =
+                tls.ok_or_else(|| ConnectError::Tls("grpcs:// needs a CA certificate (FN_RUNNER_API_CA)".into()))?;
             let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(tls.ca_pem));
             if let Some((cert, key)) = tls.identity {
                 config = config.identity(Identity::from_pem(cert, key));

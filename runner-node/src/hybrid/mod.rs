@@ -3,8 +3,8 @@
 //! A runner node holds no database. It looks apps, fns, routes and triggers up by ID (or name, path,
 //! source) on the API node, queues and takes async calls through it, and reports calls to it. Two
 //! transports carry the same Fn JSON: [`HttpClient`] (`http://`, the `/v2/runner/*` endpoints) and
-//! [`GrpcClient`] (`grpc://`, the `fnrs.hybrid.Hybrid` service). [`connect`] picks one from the URL's
-//! scheme and stacks two layers on it:
+//! [`GrpcClient`] (`grpc://`, or `grpcs://` over TLS, the `fnrs.hybrid.Hybrid` service). [`connect`]
+//! picks one from the URL's scheme and stacks two layers on it:
 //!
 //! ```text
 //! CachedDataAccess ──> BufferedReports ──> HttpClient | GrpcClient ──> API node
@@ -16,8 +16,9 @@
 //! `enqueue` and `dequeue` pass straight through: an async call is accepted only once the API node has
 //! stored it, so `enqueue` answers 503 while the API node is down.
 //!
-//! TLS (`https://`, `grpcs://`) is not built in: it would need reqwest's and tonic's rustls features.
-//! Run the hybrid API on a private network, or behind a TLS-terminating sidecar.
+//! For TLS use `grpcs://` (with `FN_RUNNER_API_CA`, and `FN_NODE_CERT`/`FN_NODE_CERT_KEY` when the API
+//! node demands client certificates). `https://` is not built in: reqwest's rustls feature would cost
+//! another TLS stack's build; the gRPC transport already has one.
 
 mod buffer;
 mod cache;
@@ -25,6 +26,7 @@ mod grpc;
 mod http;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,10 +37,11 @@ use crate::data_access::DataAccess;
 
 pub use buffer::{BufferedReports, ReportFlusher, ReportSettings};
 pub use cache::CachedDataAccess;
-pub use grpc::GrpcClient;
+pub use grpc::{ClientTls, GrpcClient};
 pub use http::HttpClient;
 
-/// Environment variable naming the API node (`http://host:port` or `grpc://host:port`).
+/// Environment variable naming the API node (`http://host:port[/prefix]`, `grpc://host:port` or
+/// `grpcs://host:port`).
 pub const API_URL_VAR: &str = "FN_RUNNER_API_URL";
 /// Environment variable holding the shared secret runners present to the API node.
 pub const TOKEN_VAR: &str = "FN_RUNNER_TOKEN";
@@ -62,6 +65,11 @@ pub struct HybridSettings {
     pub report_retry_initial: Duration,
     /// Longest wait between report redeliveries.
     pub report_retry_max: Duration,
+    /// PEM CA file the API node's certificate must chain to, for `grpcs://` (`FN_RUNNER_API_CA`).
+    pub api_ca: Option<PathBuf>,
+    /// PEM certificate and key files this runner presents to an API node that demands client
+    /// certificates (`FN_NODE_CERT`, `FN_NODE_CERT_KEY`; both or neither).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for HybridSettings {
@@ -72,6 +80,8 @@ impl Default for HybridSettings {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             report_retry_initial: Duration::from_millis(100),
             report_retry_max: Duration::from_secs(5),
+            api_ca: None,
+            client_cert: None,
         }
     }
 }
@@ -94,7 +104,31 @@ impl HybridSettings {
                 reason: "must be at least 1".into(),
             });
         }
-        Ok(HybridSettings { cache_ttl: Duration::from_millis(ttl_ms), report_buffer, ..d })
+        let path = |name: &str| src.get(name).filter(|v| !v.trim().is_empty()).map(|v| PathBuf::from(v.trim()));
+        let client_cert = match (path("FN_NODE_CERT"), path("FN_NODE_CERT_KEY")) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(ConfigError::Missing("FN_NODE_CERT and FN_NODE_CERT_KEY go together".into())),
+        };
+        Ok(HybridSettings {
+            cache_ttl: Duration::from_millis(ttl_ms),
+            report_buffer,
+            api_ca: path("FN_RUNNER_API_CA"),
+            client_cert,
+            ..d
+        })
+    }
+
+    /// Reads the TLS files named by the settings; `None` without a CA.
+    fn client_tls(&self) -> Result<Option<ClientTls>, ConnectError> {
+        let read =
+            |p: &PathBuf| std::fs::read(p).map_err(|e| ConnectError::Tls(format!("cannot read {}: {e}", p.display())));
+        let Some(ca) = &self.api_ca else { return Ok(None) };
+        let identity = match &self.client_cert {
+            Some((cert, key)) => Some((read(cert)?, read(key)?)),
+            None => None,
+        };
+        Ok(Some(ClientTls { ca_pem: read(ca)?, identity }))
     }
 
     fn report_settings(&self) -> ReportSettings {
@@ -118,9 +152,12 @@ pub enum ConnectError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A scheme other than `http` or `grpc`.
-    #[error("unsupported {API_URL_VAR} scheme {0:?}: use http://host:port or grpc://host:port (TLS is not built in)")]
+    /// A scheme other than `http`, `grpc` or `grpcs`.
+    #[error("unsupported {API_URL_VAR} scheme {0:?}: use http://, grpc:// or grpcs://host:port")]
     UnsupportedScheme(String),
+    /// TLS material missing or unreadable.
+    #[error("hybrid TLS: {0}")]
+    Tls(String),
     /// The token cannot travel in an HTTP header.
     #[error("{TOKEN_VAR} must be visible ASCII")]
     InvalidToken,
@@ -132,9 +169,10 @@ pub enum ConnectError {
     Client(String),
 }
 
-/// The client stack for the API node at `url`: HTTP for `http://`, gRPC for `grpc://`, behind the
-/// lookup cache and the report buffer. Must be called inside a Tokio runtime (it spawns the buffer's
-/// delivery task). Nothing is dialled yet: an unreachable API node shows up as 503s from the calls.
+/// The client stack for the API node at `url`: HTTP for `http://`, gRPC for `grpc://` and `grpcs://`
+/// (TLS per `settings`), behind the lookup cache and the report buffer. Must be called inside a Tokio
+/// runtime (it spawns the buffer's delivery task). Nothing is dialled yet: an unreachable API node shows
+/// up as 503s from the calls.
 pub fn connect(
     url: &str,
     token: Option<String>,
@@ -153,7 +191,7 @@ pub fn connect_with_flusher(
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_default();
     let client: Arc<dyn DataAccess> = match scheme.as_str() {
         "http" => Arc::new(HttpClient::new(url, token, settings.request_timeout)?),
-        "grpc" => Arc::new(GrpcClient::new(url, token, settings.request_timeout)?),
+        "grpc" | "grpcs" => Arc::new(GrpcClient::new(url, token, settings.request_timeout, settings.client_tls()?)?),
         "" => return Err(ConnectError::InvalidUrl { url: url.into(), reason: "no scheme".into() }),
         other => return Err(ConnectError::UnsupportedScheme(other.into())),
     };
@@ -247,7 +285,9 @@ mod tests {
         assert!(connect("http://127.0.0.1:1/prefix/", Some("t".into()), &s).is_ok());
         assert!(connect("grpc://127.0.0.1:1", Some("t".into()), &s).is_ok());
         assert!(matches!(connect("https://x:1", None, &s), Err(ConnectError::UnsupportedScheme(_))));
-        assert!(matches!(connect("grpcs://x:1", None, &s), Err(ConnectError::UnsupportedScheme(_))));
+        assert!(matches!(connect("grpcs://x:1", None, &s), Err(ConnectError::Tls(_))));
+        let missing_ca = HybridSettings { api_ca: Some("/nonexistent/ca.pem".into()), ..s.clone() };
+        assert!(matches!(connect("grpcs://x:1", None, &missing_ca), Err(ConnectError::Tls(_))));
         assert!(matches!(connect("x:1", None, &s), Err(ConnectError::InvalidUrl { .. })));
         assert!(matches!(connect("http://", None, &s), Err(ConnectError::InvalidUrl { .. })));
         assert!(matches!(connect("http://x:1", Some("a\nb".into()), &s), Err(ConnectError::InvalidToken)));
