@@ -3,6 +3,8 @@
 //! Everything is read and checked once at start-up, so a bad value stops the process with a message
 //! naming the variable instead of surfacing later as a confusing runtime failure.
 
+use std::time::Duration;
+
 use shared::config::{parse_or, string_or, ConfigError, Source};
 
 use crate::datastore::sql::{DbUrl, DbUrlError};
@@ -52,6 +54,43 @@ pub const VARIABLES: &[Variable] = &[
         default: "http://localhost:<FN_PORT>",
         help: "public base URL used in the invoke and trigger endpoint annotations",
     },
+    Variable {
+        name: "FN_MQ_URL",
+        default: "sqlite3://./data/fn.mq",
+        help: "async queue: sqlite3://PATH (embedded, durable; Fn's bolt://PATH too), postgres://..., redis://HOST:PORT",
+    },
+    Variable { name: "FN_GRPC_PORT", default: "9190", help: "port of the hybrid gRPC API for runner nodes (0: off)" },
+    Variable {
+        name: "FN_RUNNER_TOKEN",
+        default: "",
+        help: "when set, runner nodes must present it (Authorization: Bearer) on the hybrid API",
+    },
+    Variable {
+        name: "FN_NODE_CERT",
+        default: "",
+        help: "PEM certificate of the gRPC listener (with FN_NODE_CERT_KEY); enables TLS",
+    },
+    Variable { name: "FN_NODE_CERT_KEY", default: "", help: "PEM private key of FN_NODE_CERT" },
+    Variable {
+        name: "FN_NODE_CERT_AUTHORITY",
+        default: "",
+        help: "PEM CA that runner client certificates must chain to (mutual TLS)",
+    },
+    Variable {
+        name: "FN_ASYNC_LEASE_MSECS",
+        default: "30000",
+        help: "how long past its timeout a runner holds a queued call before it is run elsewhere",
+    },
+    Variable {
+        name: "FN_ASYNC_MAX_ATTEMPTS",
+        default: "3",
+        help: "attempts of a failing async call before it is dead-lettered",
+    },
+    Variable {
+        name: "FN_ASYNC_RETRY_BACKOFF_MSECS",
+        default: "1000",
+        help: "delay before the first retry of an async call; doubled for each further one",
+    },
 ];
 
 /// Which role this process plays. The management API is served on `full` and `api` nodes.
@@ -97,6 +136,24 @@ pub enum SettingsError {
     DbUrl(#[from] DbUrlError),
 }
 
+/// Reads the gRPC listener's TLS files, when `FN_NODE_CERT` names one.
+fn grpc_tls(src: &dyn Source) -> Result<Option<crate::hybrid::grpc::GrpcTls>, ConfigError> {
+    let read = |name: &str| -> Result<Option<Vec<u8>>, ConfigError> {
+        match src.get(name).filter(|p| !p.is_empty()) {
+            None => Ok(None),
+            Some(path) => std::fs::read(&path).map(Some).map_err(|e| ConfigError::Invalid {
+                name: name.into(),
+                value: path,
+                reason: format!("cannot read the file: {e}"),
+            }),
+        }
+    };
+    let Some(cert) = read("FN_NODE_CERT")? else { return Ok(None) };
+    let key = read("FN_NODE_CERT_KEY")?
+        .ok_or_else(|| ConfigError::Missing("FN_NODE_CERT is set but FN_NODE_CERT_KEY is not".into()))?;
+    Ok(Some(crate::hybrid::grpc::GrpcTls { cert, key, client_ca: read("FN_NODE_CERT_AUTHORITY")? }))
+}
+
 /// The API node's settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -120,6 +177,16 @@ pub struct Settings {
     pub public_url: String,
     /// HTTP worker threads; 0 is one per CPU core (actix's default).
     pub workers: usize,
+    /// `FN_MQ_URL`.
+    pub mq_url: String,
+    /// `FN_GRPC_PORT`; `None` turns the gRPC listener off.
+    pub grpc_port: Option<u16>,
+    /// `FN_RUNNER_TOKEN`.
+    pub runner_token: Option<String>,
+    /// TLS of the gRPC listener, from `FN_NODE_CERT`, `FN_NODE_CERT_KEY`, `FN_NODE_CERT_AUTHORITY`.
+    pub grpc_tls: Option<crate::hybrid::grpc::GrpcTls>,
+    /// `FN_ASYNC_*`: how queued calls are held and retried.
+    pub async_policy: crate::direct::AsyncPolicy,
 }
 
 impl Settings {
@@ -168,6 +235,15 @@ impl Settings {
             max_request_size: (max > 0).then_some(max),
             public_url,
             workers: 0,
+            mq_url: string_or(src, "FN_MQ_URL", "sqlite3://./data/fn.mq"),
+            grpc_port: Some(parse_or(src, "FN_GRPC_PORT", 9190u16)?).filter(|p| *p != 0),
+            runner_token: src.get("FN_RUNNER_TOKEN").filter(|t| !t.is_empty()),
+            grpc_tls: grpc_tls(src)?,
+            async_policy: crate::direct::AsyncPolicy {
+                lease: Duration::from_millis(parse_or(src, "FN_ASYNC_LEASE_MSECS", 30_000u64)?),
+                max_attempts: parse_or(src, "FN_ASYNC_MAX_ATTEMPTS", 3u32)?.max(1),
+                backoff: Duration::from_millis(parse_or(src, "FN_ASYNC_RETRY_BACKOFF_MSECS", 1000u64)?),
+            },
         })
     }
 
@@ -184,6 +260,11 @@ impl Settings {
             max_request_size: None,
             public_url: "http://localhost:8080".into(),
             workers: 1,
+            mq_url: "memory://".into(),
+            grpc_port: None,
+            runner_token: None,
+            grpc_tls: None,
+            async_policy: crate::direct::AsyncPolicy::default(),
         }
     }
 
