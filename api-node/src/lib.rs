@@ -22,6 +22,7 @@ pub mod direct;
 pub mod http;
 pub mod hybrid;
 pub mod listeners;
+pub mod node;
 pub mod queue;
 pub mod server;
 #[cfg(feature = "testing")]

@@ -37,6 +37,17 @@ pub enum StartError {
         /// Why.
         cause: std::io::Error,
     },
+    /// The queue (`FN_MQ_URL`) cannot be used.
+    #[error("cannot use queue {url} (FN_MQ_URL): {cause}")]
+    Queue {
+        /// `FN_MQ_URL` without its password.
+        url: String,
+        /// Why.
+        cause: String,
+    },
+    /// The agent could not start (Docker unreachable, bad agent settings).
+    #[error("cannot start the agent: {0}")]
+    Agent(String),
     /// The server stopped with an I/O error.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -126,8 +137,8 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     init_tracing(&settings);
     tracing::info!(db = %settings.db_url.redacted(), port = settings.port, "starting api-node");
     let store = connect_store(&settings).await?;
-    let running = start(&settings, Arc::new(store.clone()), Listeners::default(), Extensions::default()).await?;
-    let result = running.wait().await;
+    let node = crate::node::Node::start(&settings, Arc::new(store.clone()), Listeners::default(), Extensions::default()).await?;
+    let result = node.wait().await;
     store.close().await;
     tracing::info!("api-node stopped");
     result

@@ -253,9 +253,14 @@ fn version_of(path: &str) -> ApiVersion {
 }
 
 async fn not_found(st: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    if st.node_type == NodeType::Api && (req.path().starts_with("/r/") || req.path() == "/r") {
-        let msg = "Invoking routes /r/ is not supported on nodes configured as type API";
-        return Err(ApiVersion::V1.err(Error::BadRequest(msg.into())));
+    if st.node_type == NodeType::Api {
+        let path = req.path();
+        let kind = ["/r", "/invoke", "/t"].into_iter().find(|p| path == *p || path.starts_with(&format!("{p}/")));
+        if let Some(kind) = kind {
+            let msg = format!("Invoking routes {kind}/ is not supported on nodes configured as type API");
+            let version = if kind == "/invoke" { ApiVersion::V2 } else { ApiVersion::V1 };
+            return Err(version.err(Error::BadRequest(msg.into())));
+        }
     }
     Err(version_of(req.path()).err(Error::PathNotFound(req.path().to_string())))
 }
