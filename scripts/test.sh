@@ -26,5 +26,8 @@ mysql -ufn -pfn -h 127.0.0.1 -N -e "SELECT schema_name FROM information_schema.s
   while read -r db; do mysql -ufn -pfn -h 127.0.0.1 -e "DROP DATABASE \`$db\`"; done
 rm -rf "${TMPDIR:-/tmp}/fn-tests"
 
-cargo build --workspace --all-targets --locked
-cargo test --workspace --locked "$@"
+# Function images for the Docker tests are static binaries in FROM scratch images (no registry needed).
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
+  --target x86_64-unknown-linux-gnu -p test-functions
+cargo build --workspace --all-targets --all-features --locked
+cargo test --workspace --all-features --locked "$@"

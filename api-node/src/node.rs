@@ -83,6 +83,7 @@ impl Node {
             );
             let state = InvokeState::new(a.clone(), data.clone());
             ext.configure.push(Arc::new(move |cfg| invoke_routes(cfg, state.clone())));
+            tasks.push(tokio::spawn(runner_node::async_loop::run(a.clone(), data.clone(), stopped.clone())));
             agent = Some(a);
         }
 
@@ -116,11 +117,11 @@ impl Node {
 
     async fn shutdown(agent: Option<Arc<Agent>>, stop: watch::Sender<bool>, tasks: Vec<tokio::task::JoinHandle<()>>) {
         let _ = stop.send(true);
-        if let Some(agent) = agent {
-            agent.shutdown().await;
-        }
         for t in tasks {
             let _ = t.await;
+        }
+        if let Some(agent) = agent {
+            agent.shutdown().await;
         }
     }
 }

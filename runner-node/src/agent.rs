@@ -215,13 +215,22 @@ impl Agent {
         };
         let mut log = LogBuffer::new(inner.cfg.max_log_size);
         let result = inner.run(&call, &mut record, &mut log).await;
+        if let (true, Ok(response)) = (call.output_to_log, &result) {
+            log.write(&response.body);
+        }
         record.completed_at = Some(DateTime::now());
         record.status = match &result {
+            // Nobody sees an async call's answer: a 5xx from the function is its failure (and retried).
+            Ok(r) if call.output_to_log && r.status >= 500 => CallStatus::Error,
             Ok(_) => CallStatus::Success,
             Err(AgentError::Timeout) => CallStatus::Timeout,
             Err(_) => CallStatus::Error,
         };
-        record.error = result.as_ref().err().map(|e| e.message()).unwrap_or_default();
+        record.error = match &result {
+            Ok(r) if record.status == CallStatus::Error => format!("function responded with status {}", r.status),
+            Ok(_) => String::new(),
+            Err(e) => e.message(),
+        };
         if let Err(e) = &result {
             if e.status() >= 500 && !matches!(e, AgentError::TooBusy | AgentError::ShuttingDown) {
                 tracing::debug!(call_id = %call.id, error = %e, "call failed");
@@ -229,6 +238,12 @@ impl Agent {
         }
         inner.records.finished(record, log.into_bytes()).await;
         result
+    }
+
+    /// Waits until the records of every call submitted so far are written: an async call is
+    /// acknowledged to the queue only after its result is recorded.
+    pub async fn flush_records(&self) {
+        self.inner.records.flush().await
     }
 
     /// Graceful stop (SIGTERM): new calls get 503, in-flight calls finish, then every

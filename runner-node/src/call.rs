@@ -50,6 +50,9 @@ pub struct CallSpec {
     pub headers: HeaderMap,
     /// Request body.
     pub body: Bytes,
+    /// Put the response body in the call's log: an async call has no caller to answer, so its output
+    /// is kept there (as Fn does).
+    pub output_to_log: bool,
 }
 
 impl CallSpec {
@@ -74,6 +77,7 @@ impl CallSpec {
             url: "http://localhost/".into(),
             headers: HeaderMap::new(),
             body: Bytes::new(),
+            output_to_log: false,
         }
     }
 

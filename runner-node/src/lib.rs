@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod async_loop;
 pub mod call;
 pub mod config;
 pub mod data_access;
@@ -28,6 +29,7 @@ pub mod http;
 #[cfg(feature = "testing")]
 pub mod memory_data;
 pub mod hybrid;
+pub mod node;
 mod protocol;
 pub mod recorder;
 pub mod resources;

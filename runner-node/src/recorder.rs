@@ -43,6 +43,8 @@ impl CallRecorder for NoopRecorder {
 enum Event {
     Started(Call),
     Finished(Call, Bytes),
+    /// Answered once every event queued before it was written.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// The bounded background writer in front of a [`CallRecorder`].
@@ -57,9 +59,13 @@ impl RecordWriter {
         let (tx, mut rx) = mpsc::channel::<Event>(capacity.max(1));
         let task = tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
-                let res = match &ev {
-                    Event::Started(c) => recorder.call_started(c).await,
-                    Event::Finished(c, log) => recorder.call_finished(c, log.clone()).await,
+                let res = match ev {
+                    Event::Started(c) => recorder.call_started(&c).await,
+                    Event::Finished(c, log) => recorder.call_finished(&c, log).await,
+                    Event::Flush(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
                 };
                 if let Err(e) = res {
                     tracing::error!(error = %e, "failed to record call");
@@ -97,6 +103,13 @@ impl RecordWriter {
     /// Queues a "finished" record with its log.
     pub async fn finished(&self, call: Call, log: Bytes) {
         self.send(Event::Finished(call, log)).await
+    }
+
+    /// Waits until every record queued so far has been written.
+    pub async fn flush(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        self.send(Event::Flush(done)).await;
+        let _ = written.await;
     }
 
     /// Stops accepting events and waits until everything queued is written.
