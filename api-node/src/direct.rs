@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use runner_node::{DataAccess, Delivery};
-use shared::{App, Call, CallStatus, Error, Func, QueuedCall, Route, Trigger};
+use shared::{App, Call, CallAttempt, CallStatus, Error, Func, QueuedCall, Route, Trigger};
 use tokio::sync::Notify;
 
 use crate::datastore::Datastore;
@@ -145,13 +145,37 @@ impl DataAccess for DirectDataAccess {
         Ok(self.store.insert_log(&call.app_id, &call.id, log).await?)
     }
 
-    /// Acks a call that succeeded or has no attempts left; gives a failed one back with exponential
-    /// backoff otherwise. The end was recorded first (`call_finished`), so a crash here redelivers the call
-    /// rather than losing it.
+    /// Acks a call that succeeded or has no attempts left (then it is dead-lettered); gives a failed one
+    /// back with exponential backoff otherwise. Each run is added to the record's attempts before the
+    /// queue is told, and the run's end was recorded before this (`call_finished`), so a crash anywhere
+    /// here redelivers the call rather than losing it.
     async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error> {
         let reservation = Self::reservation(delivery)?;
+        let mut record = match self.store.get_call(&call.id).await {
+            Ok(stored) => stored,
+            Err(e) => match Error::from(e) {
+                Error::CallNotFound => call.clone(),
+                other => return Err(other),
+            },
+        };
+        record.status = call.status;
         let failed = matches!(call.status, CallStatus::Error | CallStatus::Timeout);
-        if failed && delivery.attempt < self.policy.max_attempts {
+        let attempt = CallAttempt {
+            attempt: delivery.attempt,
+            status: call.status,
+            started_at: record.started_at,
+            completed_at: record.completed_at,
+            error: if failed { record.error.clone() } else { String::new() },
+        };
+        record.attempts.retain(|a| a.attempt != delivery.attempt);
+        record.attempts.push(attempt);
+        let retry = failed && delivery.attempt < self.policy.max_attempts;
+        if retry {
+            record.status = CallStatus::Queued;
+        }
+        record.dead_letter = failed && !retry;
+        self.store.record_attempt(&record).await?;
+        if retry {
             let backoff = self.policy.backoff * 2u32.saturating_pow(delivery.attempt.saturating_sub(1));
             self.queue.release(&reservation, backoff).await?;
         } else {

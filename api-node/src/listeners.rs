@@ -323,6 +323,9 @@ impl LogStore for ListeningStore {
     async fn insert_call(&self, call: &Call) -> StoreResult<()> {
         self.inner.insert_call(call).await
     }
+    async fn record_attempt(&self, call: &Call) -> StoreResult<()> {
+        self.inner.record_attempt(call).await
+    }
     async fn get_call(&self, call_id: &str) -> StoreResult<Call> {
         self.inner.get_call(call_id).await
     }

@@ -49,6 +49,8 @@ fn call(app_id: &str, fn_id: &str, path: &str) -> Call {
         completed_at: None,
         error: String::new(),
         stats: vec![],
+        attempts: Vec::new(),
+        dead_letter: false,
     }
 }
 
@@ -327,6 +329,7 @@ async fn filters(s: SqlStore) {
         path: path.map(Into::into),
         from_time: from.map(|t| DateTime::parse(t).unwrap()),
         to_time: to.map(|t| DateTime::parse(t).unwrap()),
+        dead_letter: None,
         cursor: None,
         per_page: 30,
     };
@@ -480,6 +483,29 @@ async fn calls_and_logs(s: SqlStore) {
     assert_eq!(page.items, vec![c.clone()]);
     assert_eq!(domain(s.get_call("nope").await.unwrap_err()), Error::CallNotFound);
 
+    // The queue side's attempts and dead-letter flag survive a runner's later report.
+    c.attempts = vec![shared::CallAttempt {
+        attempt: 1,
+        status: CallStatus::Error,
+        started_at: c.started_at,
+        completed_at: c.completed_at,
+        error: "container exit code 2".into(),
+    }];
+    c.dead_letter = true;
+    s.record_attempt(&c).await.unwrap();
+    let mut report = c.clone();
+    report.attempts.clear();
+    report.dead_letter = false;
+    s.insert_call(&report).await.unwrap();
+    assert_eq!(s.get_call(&c.id).await.unwrap(), c);
+    let dead = s.list_calls(&CallFilter { dead_letter: Some(true), per_page: 30, ..Default::default() }).await.unwrap();
+    assert_eq!(dead.items, vec![c.clone()]);
+    let alive = s.list_calls(&CallFilter { dead_letter: Some(false), per_page: 30, ..Default::default() }).await.unwrap();
+    assert!(alive.items.is_empty());
+    let mut missing = c.clone();
+    missing.id = "nope".into();
+    assert_eq!(domain(s.record_attempt(&missing).await.unwrap_err()), Error::CallNotFound);
+
     assert_eq!(domain(s.get_log(&c.id).await.unwrap_err()), Error::CallLogNotFound);
     let big = "x".repeat(1 << 20);
     s.insert_log(&a.id, &c.id, &big).await.unwrap();
@@ -507,7 +533,7 @@ async fn migrations_are_idempotent_and_safe_concurrently(s: SqlStore, url: DbUrl
     let (x, y) = (x.unwrap(), y.unwrap());
     assert_eq!(x.get_app_by_name("survivor").await.unwrap().name, "survivor");
     y.insert_app(&app("after")).await.unwrap();
-    assert_eq!(schema_versions(&x).await, vec![LATEST_VERSION]);
+    assert_eq!(schema_versions(&x).await, (1..=LATEST_VERSION).collect::<Vec<_>>());
 }
 
 async fn fresh_databases_migrate_concurrently(backend: Backend) {
@@ -520,7 +546,7 @@ async fn fresh_databases_migrate_concurrently(backend: Backend) {
     for t in tasks {
         stores.push(t.await.unwrap().expect("every concurrent start-up succeeds"));
     }
-    assert_eq!(schema_versions(&stores[0]).await, vec![LATEST_VERSION]);
+    assert_eq!(schema_versions(&stores[0]).await, (1..=LATEST_VERSION).collect::<Vec<_>>());
     for (i, s) in stores.iter().enumerate() {
         s.insert_app(&app(&format!("a{i}"))).await.unwrap();
     }

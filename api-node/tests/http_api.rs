@@ -467,6 +467,8 @@ fn call(id: &str, app_id: &str, fn_id: &str, path: &str, created_secs: i64) -> C
         completed_at: None,
         error: String::new(),
         stats: Vec::new(),
+        attempts: Vec::new(),
+        dead_letter: false,
     }
 }
 

@@ -60,6 +60,8 @@ fn call(w: &World) -> Call {
         completed_at: None,
         error: String::new(),
         stats: vec![],
+        attempts: Vec::new(),
+        dead_letter: false,
     }
 }
 
@@ -98,7 +100,9 @@ async fn exercise(w: &World, client: &dyn DataAccess, bad: &dyn DataAccess) {
     done.completed_at = Some(DateTime::now());
     client.call_finished(&done, "line1\nline2").await.unwrap();
     client.complete(&d, &done).await.unwrap();
-    assert_eq!(w.store.get_call(&done.id).await.unwrap(), done);
+    let stored = w.store.get_call(&done.id).await.unwrap();
+    assert_eq!((stored.status, stored.completed_at, stored.dead_letter), (CallStatus::Success, done.completed_at, false));
+    assert_eq!(stored.attempts.iter().map(|a| (a.attempt, a.status)).collect::<Vec<_>>(), vec![(1, CallStatus::Success)]);
     assert_eq!(w.store.get_log(&done.id).await.unwrap().log, "line1\nline2");
     assert_eq!(client.dequeue(Duration::from_millis(100)).await.unwrap(), None, "acked");
 

@@ -81,7 +81,12 @@ async fn call(sender: &mut SendRequest<Full<Bytes>>, uri: &str, host: &str) {
     assert_eq!(&body[..], BODY);
 }
 
-async fn timed(sender: &mut SendRequest<Full<Bytes>>, uri: &str, host: &str, n: usize) -> (Vec<Duration>, Duration) {
+async fn timed(
+    sender: &mut SendRequest<Full<Bytes>>,
+    uri: &str,
+    host: &str,
+    n: usize,
+) -> (Vec<Duration>, Duration) {
     let mut lat = Vec::with_capacity(n);
     let start = Instant::now();
     for _ in 0..n {
@@ -130,7 +135,12 @@ async fn raw_cold(docker: &bollard::Docker, image: &str) -> (Duration, Duration)
 
 #[tokio::main]
 async fn main() {
-    let env_n = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let env_n = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
     let n = env_n("BENCH_CALLS", 5000);
     let cold_n = env_n("BENCH_COLD", 20);
     let docker = bollard::Docker::connect_with_local_defaults()
@@ -192,8 +202,18 @@ async fn main() {
 
     // (a) direct socket vs /invoke, interleaved in rounds so both see the same machine state.
     let root = cfg.iofs_path.join(&cfg.instance_id);
-    let dir = std::fs::read_dir(&root).unwrap().next().unwrap().unwrap().path();
-    let mut direct = connect(tokio::net::UnixStream::connect(dir.join("lsnr.sock")).await.unwrap()).await;
+    let dir = std::fs::read_dir(&root)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut direct = connect(
+        tokio::net::UnixStream::connect(dir.join("lsnr.sock"))
+            .await
+            .unwrap(),
+    )
+    .await;
     timed(&mut direct, "/call", "localhost", 200).await;
     let (mut lat_d, mut lat_i) = (Vec::new(), Vec::new());
     let (mut tot_d, mut tot_i) = (Duration::ZERO, Duration::ZERO);
@@ -227,7 +247,9 @@ async fn main() {
     let mut tasks = Vec::new();
     for mut c in conns {
         let (uri, host) = (uri.clone(), host.clone());
-        tasks.push(tokio::spawn(async move { timed(&mut c, &uri, &host, per).await.0 }));
+        tasks.push(tokio::spawn(async move {
+            timed(&mut c, &uri, &host, per).await.0
+        }));
     }
     let mut lat = Vec::new();
     for t in tasks {
@@ -259,7 +281,10 @@ async fn main() {
         // Let the agent's background removal finish so it does not weigh on the next run.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("(c) cold default-format calls, sequential ({:?} in all)", start.elapsed());
+    println!(
+        "(c) cold default-format calls, sequential ({:?} in all)",
+        start.elapsed()
+    );
     let sum = |l: &Vec<Duration>| l.iter().sum::<Duration>();
     let (ta, tr, trr) = (sum(&agent_lat), sum(&raw_lat), sum(&raw_rm));
     let a = summary("  agent (create..wait; rm async)", agent_lat, ta);

@@ -212,6 +212,8 @@ impl Agent {
             completed_at: None,
             error: String::new(),
             stats: Vec::new(),
+            attempts: Vec::new(),
+            dead_letter: false,
         };
         let mut log = LogBuffer::new(inner.cfg.max_log_size);
         let result = inner.run(&call, &mut record, &mut log).await;
@@ -227,7 +229,9 @@ impl Agent {
             Err(_) => CallStatus::Error,
         };
         record.error = match &result {
-            Ok(r) if record.status == CallStatus::Error => format!("function responded with status {}", r.status),
+            Ok(r) if record.status == CallStatus::Error => {
+                format!("function responded with status {}", r.status)
+            }
             Ok(_) => String::new(),
             Err(e) => e.message(),
         };

@@ -26,9 +26,9 @@ pub mod driver;
 pub mod error;
 mod hot;
 pub mod http;
+pub mod hybrid;
 #[cfg(feature = "testing")]
 pub mod memory_data;
-pub mod hybrid;
 pub mod node;
 mod protocol;
 pub mod recorder;

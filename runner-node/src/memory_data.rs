@@ -37,7 +37,11 @@ impl MemoryDataAccess {
     }
 }
 
-fn find<T: Clone>(items: &Mutex<Vec<T>>, pred: impl Fn(&T) -> bool, missing: Error) -> Result<T, Error> {
+fn find<T: Clone>(
+    items: &Mutex<Vec<T>>,
+    pred: impl Fn(&T) -> bool,
+    missing: Error,
+) -> Result<T, Error> {
     items
         .lock()
         .expect("memory data lock")
@@ -59,9 +63,18 @@ impl DataAccess for MemoryDataAccess {
         find(&self.fns, |f| f.id == id, Error::FnNotFound)
     }
     async fn route(&self, app_id: &str, path: &str) -> Result<Route, Error> {
-        find(&self.routes, |r| r.app_id == app_id && r.path == path, Error::RouteNotFound)
+        find(
+            &self.routes,
+            |r| r.app_id == app_id && r.path == path,
+            Error::RouteNotFound,
+        )
     }
-    async fn trigger_by_source(&self, app_id: &str, trigger_type: &str, source: &str) -> Result<Trigger, Error> {
+    async fn trigger_by_source(
+        &self,
+        app_id: &str,
+        trigger_type: &str,
+        source: &str,
+    ) -> Result<Trigger, Error> {
         find(
             &self.triggers,
             |t| t.app_id == app_id && t.trigger_type.as_str() == trigger_type && t.source == source,
@@ -72,7 +85,10 @@ impl DataAccess for MemoryDataAccess {
         if self.fail_enqueue.load(Ordering::SeqCst) {
             return Err(Error::Unavailable("queue unavailable".into()));
         }
-        self.queued.lock().expect("memory data lock").push(call.clone());
+        self.queued
+            .lock()
+            .expect("memory data lock")
+            .push(call.clone());
         Ok(())
     }
     async fn dequeue(&self, wait: Duration) -> Result<Option<Delivery>, Error> {
@@ -80,11 +96,19 @@ impl DataAccess for MemoryDataAccess {
         Ok(None)
     }
     async fn call_started(&self, call: &Call) -> Result<(), Error> {
-        self.records.lock().expect("memory data lock").push(("started".into(), call.clone(), String::new()));
+        self.records.lock().expect("memory data lock").push((
+            "started".into(),
+            call.clone(),
+            String::new(),
+        ));
         Ok(())
     }
     async fn call_finished(&self, call: &Call, log: &str) -> Result<(), Error> {
-        self.records.lock().expect("memory data lock").push(("finished".into(), call.clone(), log.to_string()));
+        self.records.lock().expect("memory data lock").push((
+            "finished".into(),
+            call.clone(),
+            log.to_string(),
+        ));
         Ok(())
     }
     async fn complete(&self, _delivery: &Delivery, _call: &Call) -> Result<(), Error> {

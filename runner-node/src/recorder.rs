@@ -193,6 +193,8 @@ mod tests {
             completed_at: None,
             error: String::new(),
             stats: Vec::new(),
+            attempts: Vec::new(),
+            dead_letter: false,
         };
         for i in 0..5 {
             let mut c = call.clone();

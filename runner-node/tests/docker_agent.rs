@@ -440,9 +440,7 @@ async fn crashes_answer_502_with_the_exit_code_and_are_logged() {
     let cold = events
         .iter()
         .find(|(e, c, _)| {
-            e == "finished"
-                && c.fn_id == "fn-crash"
-                && c.error == "container exit code 3"
+            e == "finished" && c.fn_id == "fn-crash" && c.error == "container exit code 3"
         })
         .expect("a finished record");
     assert_eq!(cold.1.status, CallStatus::Error);
@@ -568,7 +566,10 @@ async fn capacity_errors_are_400_at_once_and_503_after_waiting() {
         .unwrap_err();
     assert_eq!(
         (err.status(), err.to_string()),
-        (400, "Format cloudevent is not supported by this runner".to_string())
+        (
+            400,
+            "Format cloudevent is not supported by this runner".to_string()
+        )
     );
 
     let mut huge = call("echo", Format::HttpStream, "");

@@ -39,7 +39,9 @@ async fn images() {
                 .try_init();
             let d = bollard::Docker::connect_with_local_defaults().unwrap();
             for name in ["echo", "envdump", "sleep", "crash", "oom", "huge"] {
-                runner_node::testing::function_image(&d, name).await.unwrap();
+                runner_node::testing::function_image(&d, name)
+                    .await
+                    .unwrap();
             }
         })
         .await;
@@ -157,7 +159,14 @@ impl Node {
     }
 
     async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
-        Answer::from(self.req(reqwest::Method::POST, path).body(body).send().await.unwrap()).await
+        Answer::from(
+            self.req(reqwest::Method::POST, path)
+                .body(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     /// Stops serving and the agent (which flushes call records); every container is gone after.
@@ -207,7 +216,11 @@ impl Answer {
     /// The call id header is on every answer and looks like one of our ids.
     fn call_id(&self) -> String {
         let id = self.header("fn-call-id");
-        assert!(shared::id::is_id(id), "Fn-Call-Id {id:?} on a {} answer", self.status);
+        assert!(
+            shared::id::is_id(id),
+            "Fn-Call-Id {id:?} on a {} answer",
+            self.status
+        );
         id.to_string()
     }
 }
@@ -230,7 +243,12 @@ async fn echo_status_headers_config_and_env_through_r_and_invoke_in_every_format
         let echo_fn = node.add_fn(&format!("echo-{s}"), "echo", format, json!({}));
         let env_fn = node.add_fn(&format!("env-{s}"), "envdump", format, json!({}));
         node.add_route(&format!("/echo/{s}"), "echo", format, json!({}));
-        node.add_route(&format!("/env/{s}"), "envdump", format, json!({"memory": 64}));
+        node.add_route(
+            &format!("/env/{s}"),
+            "envdump",
+            format,
+            json!({"memory": 64}),
+        );
 
         for (path, v1) in [
             (format!("/invoke/{}", echo_fn.id), false),
@@ -260,10 +278,18 @@ async fn echo_status_headers_config_and_env_through_r_and_invoke_in_every_format
             }
             if format != Format::Default {
                 assert_eq!(r.header("x-custom"), "yes", "{format:?} {path}");
-                assert_eq!(r.header("x-call-id"), id, "the function saw the same call id");
+                assert_eq!(
+                    r.header("x-call-id"),
+                    id,
+                    "the function saw the same call id"
+                );
                 assert_eq!(r.header("content-type"), "text/plain");
             } else if v1 {
-                assert_eq!(r.header("content-type"), "text/plain; charset=utf-8", "detected");
+                assert_eq!(
+                    r.header("content-type"),
+                    "text/plain; charset=utf-8",
+                    "detected"
+                );
             }
             if v1 {
                 assert_eq!(r.header("x-route"), "r1", "route headers are added");
@@ -300,12 +326,14 @@ async fn echo_status_headers_config_and_env_through_r_and_invoke_in_every_format
     node.finish().await;
     let records = data.records.lock().unwrap();
     assert!(
-        records
-            .iter()
-            .any(|(e, c, _)| e == "finished" && c.status == CallStatus::Success && c.app_id == app_id),
+        records.iter().any(|(e, c, _)| e == "finished"
+            && c.status == CallStatus::Success
+            && c.app_id == app_id),
         "calls are recorded through DataAccess"
     );
-    assert!(records.iter().any(|(e, c, _)| e == "started" && c.path == "/env/json"));
+    assert!(records
+        .iter()
+        .any(|(e, c, _)| e == "started" && c.path == "/env/json"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,7 +353,12 @@ async fn triggers_wrap_requests_and_unwrap_responses() {
     )
     .await;
     r.call_id();
-    assert_eq!(r.status, 202, "Fn-Http-Status sets the status: {}", r.text());
+    assert_eq!(
+        r.status,
+        202,
+        "Fn-Http-Status sets the status: {}",
+        r.text()
+    );
     assert_eq!(r.text(), "ping");
     // X-Header-X-Out reached the function as Fn-Http-H-X-Header-X-Out (the FDK unwraps it), and
     // the function's X-Out came back as Fn-Http-H-X-Out, unwrapped here.
@@ -341,7 +374,10 @@ async fn triggers_wrap_requests_and_unwrap_responses() {
     assert!(r.headers.get("fn-http-h-x-out").is_none());
 
     let r = node.post("/t/myapp/hook/nope", "").await;
-    assert_eq!((r.status, r.json()), (404, json!({"message": "Trigger not found"})));
+    assert_eq!(
+        (r.status, r.json()),
+        (404, json!({"message": "Trigger not found"}))
+    );
     node.finish().await;
 }
 
@@ -351,10 +387,18 @@ async fn missing_things_answer_404_in_each_shape() {
     let f = node.add_fn("orphan", "echo", Format::HttpStream, json!({}));
     node.data.apps.lock().unwrap().clear();
     for (path, status, body) in [
-        ("/r/nope/x", 404, json!({"error": {"message": "App not found"}})),
+        (
+            "/r/nope/x",
+            404,
+            json!({"error": {"message": "App not found"}}),
+        ),
         ("/invoke/01NOPE", 404, json!({"message": "Fn not found"})),
         ("/t/nope/x", 404, json!({"message": "App not found"})),
-        (&*format!("/invoke/{}", f.id), 404, json!({"message": "App not found"})),
+        (
+            &*format!("/invoke/{}", f.id),
+            404,
+            json!({"message": "App not found"}),
+        ),
     ] {
         let r = node.post(path, "x").await;
         assert_eq!((r.status, r.json()), (status, body), "{path}");
@@ -363,9 +407,21 @@ async fn missing_things_answer_404_in_each_shape() {
     let app = shared::App::new(serde_json::from_value(json!({"name": "myapp"})).unwrap()).unwrap();
     node.data.apps.lock().unwrap().push(app);
     let r = node.post("/r/myapp/missing", "").await;
-    assert_eq!((r.status, r.json()), (404, json!({"error": {"message": "Route not found"}})));
-    let r = Answer::from(node.req(reqwest::Method::GET, "/invoke/x").send().await.unwrap()).await;
-    assert_eq!((r.status, r.json()), (405, json!({"message": "Method not allowed: GET /invoke/x"})));
+    assert_eq!(
+        (r.status, r.json()),
+        (404, json!({"error": {"message": "Route not found"}}))
+    );
+    let r = Answer::from(
+        node.req(reqwest::Method::GET, "/invoke/x")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (405, json!({"message": "Method not allowed: GET /invoke/x"}))
+    );
     node.finish().await;
 }
 
@@ -379,11 +435,22 @@ async fn request_and_response_size_limits() {
     let huge = node.add_fn("huge", "huge", Format::HttpStream, json!({}));
     node.add_route("/echo", "echo", Format::Default, json!({}));
 
-    let r = node.post(&format!("/invoke/{}", echo.id), "x".repeat(1001)).await;
-    assert_eq!((r.status, r.json()), (413, json!({"message": "Request content too large"})));
+    let r = node
+        .post(&format!("/invoke/{}", echo.id), "x".repeat(1001))
+        .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (413, json!({"message": "Request content too large"}))
+    );
     r.call_id();
     let r = node.post("/r/myapp/echo", "x".repeat(1001)).await;
-    assert_eq!((r.status, r.json()), (413, json!({"error": {"message": "Request content too large"}})));
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            413,
+            json!({"error": {"message": "Request content too large"}})
+        )
+    );
     // Without Content-Length (chunked), the limit holds while reading.
     let chunks = futures_util::stream::iter(
         (0..11).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'y'; 100]))),
@@ -397,11 +464,22 @@ async fn request_and_response_size_limits() {
     )
     .await;
     assert_eq!(r.status, 413);
-    let r = node.post(&format!("/invoke/{}", echo.id), "x".repeat(1000)).await;
-    assert_eq!((r.status, r.body.len()), (200, 1000), "exactly the limit is fine");
+    let r = node
+        .post(&format!("/invoke/{}", echo.id), "x".repeat(1000))
+        .await;
+    assert_eq!(
+        (r.status, r.body.len()),
+        (200, 1000),
+        "exactly the limit is fine"
+    );
 
-    let r = node.post(&format!("/invoke/{}", huge.id), (2 << 20).to_string()).await;
-    assert_eq!((r.status, r.json()), (502, json!({"message": "function response too large"})));
+    let r = node
+        .post(&format!("/invoke/{}", huge.id), (2 << 20).to_string())
+        .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (502, json!({"message": "function response too large"}))
+    );
     r.call_id();
     let r = node.post(&format!("/invoke/{}", huge.id), "1000").await;
     assert_eq!((r.status, r.body.len()), (200, 1000));
@@ -418,10 +496,16 @@ async fn crashes_oom_and_timeouts_follow_the_error_table() {
     node.add_route("/slow", "sleep", Format::Default, json!({"timeout": 1}));
 
     let r = node.post(&format!("/invoke/{}", crash.id), "3").await;
-    assert_eq!((r.status, r.json()), (502, json!({"message": "container exit code 3"})));
+    assert_eq!(
+        (r.status, r.json()),
+        (502, json!({"message": "container exit code 3"}))
+    );
     r.call_id();
     let r = node.post("/r/myapp/crash", "3").await;
-    assert_eq!((r.status, r.json()), (502, json!({"error": {"message": "container exit code 3"}})));
+    assert_eq!(
+        (r.status, r.json()),
+        (502, json!({"error": {"message": "container exit code 3"}}))
+    );
 
     let r = node.post(&format!("/invoke/{}", oom.id), "").await;
     assert_eq!(r.status, 502);
@@ -434,7 +518,10 @@ async fn crashes_oom_and_timeouts_follow_the_error_table() {
     assert_eq!((r.status, r.json()), (504, json!({"message": "Timed out"})));
     r.call_id();
     let r = node.post("/r/myapp/slow", "10000").await;
-    assert_eq!((r.status, r.json()), (504, json!({"error": {"message": "Timed out"}})));
+    assert_eq!(
+        (r.status, r.json()),
+        (504, json!({"error": {"message": "Timed out"}}))
+    );
 
     // A format the agent cannot run.
     node.add_route("/ce", "echo", Format::HttpStream, json!({}));
@@ -455,7 +542,12 @@ async fn crashes_oom_and_timeouts_follow_the_error_table() {
 async fn async_routes_and_detached_invokes_answer_202_after_enqueue_and_503_without_queue() {
     let node = serve(test_config("async")).await;
     let f = node.add_fn("later", "echo", Format::HttpStream, json!({}));
-    node.add_route("/later", "echo", Format::HttpStream, json!({"type": "async"}));
+    node.add_route(
+        "/later",
+        "echo",
+        Format::HttpStream,
+        json!({"type": "async"}),
+    );
 
     let r = Answer::from(
         node.req(reqwest::Method::PUT, "/r/myapp/later?x=1")
@@ -487,20 +579,32 @@ async fn async_routes_and_detached_invokes_answer_202_after_enqueue_and_503_with
         let queued = node.data.queued.lock().unwrap();
         assert_eq!(queued.len(), 2);
         let (a, d) = (&queued[0], &queued[1]);
-        assert_eq!((a.call.id.as_str(), a.call.status), (id.as_str(), CallStatus::Queued));
-        assert_eq!((a.call.path.as_str(), a.call.fn_id.as_str()), ("/later", ""));
+        assert_eq!(
+            (a.call.id.as_str(), a.call.status),
+            (id.as_str(), CallStatus::Queued)
+        );
+        assert_eq!(
+            (a.call.path.as_str(), a.call.fn_id.as_str()),
+            ("/later", "")
+        );
         assert_eq!(a.method, "PUT");
         assert_eq!(a.url, format!("{}/r/myapp/later?x=1", node.base));
         assert_eq!(a.headers["X-Thing"], vec!["a".to_string()]);
         let b64 = base64::engine::general_purpose::STANDARD;
         assert_eq!(b64.decode(&a.body).unwrap(), b"payload");
-        assert_eq!((d.call.id.as_str(), d.call.fn_id.as_str()), (detached_id.as_str(), f.id.as_str()));
+        assert_eq!(
+            (d.call.id.as_str(), d.call.fn_id.as_str()),
+            (detached_id.as_str(), f.id.as_str())
+        );
         assert_eq!(b64.decode(&d.body).unwrap(), b"later please");
     }
 
     node.data.set_fail_enqueue(true);
     let r = node.post("/r/myapp/later", "x").await;
-    assert_eq!((r.status, r.json()), (503, json!({"error": {"message": "queue unavailable"}})));
+    assert_eq!(
+        (r.status, r.json()),
+        (503, json!({"error": {"message": "queue unavailable"}}))
+    );
     let r = Answer::from(
         node.req(reqwest::Method::POST, &format!("/invoke/{}", f.id))
             .header("Fn-Invoke-Type", "detached")
@@ -509,7 +613,10 @@ async fn async_routes_and_detached_invokes_answer_202_after_enqueue_and_503_with
             .unwrap(),
     )
     .await;
-    assert_eq!((r.status, r.json()), (503, json!({"message": "queue unavailable"})));
+    assert_eq!(
+        (r.status, r.json()),
+        (503, json!({"message": "queue unavailable"}))
+    );
     assert_eq!(node.data.queued.lock().unwrap().len(), 2);
     assert!(node.data.records.lock().unwrap().is_empty(), "nothing ran");
     node.finish().await;

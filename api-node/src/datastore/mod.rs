@@ -100,6 +100,8 @@ pub struct CallFilter {
     pub from_time: Option<DateTime>,
     /// Only calls created at or before this time.
     pub to_time: Option<DateTime>,
+    /// Only dead-lettered async calls (`true`), or only the others (`false`).
+    pub dead_letter: Option<bool>,
     /// Continue after this cursor (the last call ID seen).
     pub cursor: Option<String>,
     /// Page size.
@@ -176,6 +178,9 @@ pub trait LogStore: Send + Sync {
     /// Records a call. A record with the same ID is updated in place, so a call moving from queued to
     /// running to a final status, or a redelivered async call, keeps exactly one record.
     async fn insert_call(&self, call: &Call) -> StoreResult<()>;
+    /// Writes what the queue side knows of an async call: its status, its attempts and whether it was
+    /// given up. `insert_call` leaves those two alone, so a runner's report cannot erase them.
+    async fn record_attempt(&self, call: &Call) -> StoreResult<()>;
     /// The call with this ID.
     async fn get_call(&self, call_id: &str) -> StoreResult<Call>;
     /// Calls, newest first.

@@ -29,7 +29,17 @@ fn epoch(q: &std::collections::HashMap<String, String>, name: &str) -> Result<Op
     }
 }
 
-/// `GET /v1/apps/{app}/calls?path=&from_time=&to_time=&cursor=&per_page=`
+/// `dead_letter=true|false`: only the async calls given up after their last attempt, or only the others.
+fn dead_letter(q: &std::collections::HashMap<String, String>) -> Result<Option<bool>, Error> {
+    match param(q, "dead_letter") {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(Error::BadRequest("dead_letter must be true or false".into())),
+    }
+}
+
+/// `GET /v1/apps/{app}/calls?path=&from_time=&to_time=&dead_letter=&cursor=&per_page=`
 pub async fn v1_list(st: web::Data<AppState>, req: HttpRequest) -> Reply {
     let app = app_by_name(&st, &req).await?;
     let q = query(&req);
@@ -39,6 +49,7 @@ pub async fn v1_list(st: web::Data<AppState>, req: HttpRequest) -> Reply {
         path: param(&q, "path").map(str::to_string),
         from_time: epoch(&q, "from_time").v1()?,
         to_time: epoch(&q, "to_time").v1()?,
+        dead_letter: dead_letter(&q).v1()?,
         cursor: param(&q, "cursor").map(str::to_string),
         per_page: shared::cursor::per_page(param(&q, "per_page")),
     };
@@ -80,7 +91,7 @@ pub async fn v1_log(st: web::Data<AppState>, req: HttpRequest) -> Reply {
     respond_log(&req, log, ApiVersion::V1)
 }
 
-/// `GET /v2/fns/{fn_id}/calls?from_time=&to_time=&cursor=&per_page=`
+/// `GET /v2/fns/{fn_id}/calls?from_time=&to_time=&dead_letter=&cursor=&per_page=`
 pub async fn v2_list(st: web::Data<AppState>, req: HttpRequest) -> Reply {
     let f = st.store.get_fn(&segment(&req, "fn_id")).await.v2()?;
     let q = query(&req);
@@ -90,6 +101,7 @@ pub async fn v2_list(st: web::Data<AppState>, req: HttpRequest) -> Reply {
         path: None,
         from_time: epoch(&q, "from_time").v2()?,
         to_time: epoch(&q, "to_time").v2()?,
+        dead_letter: dead_letter(&q).v2()?,
         cursor: param(&q, "cursor").map(str::to_string),
         per_page: shared::cursor::per_page(param(&q, "per_page")),
     };

@@ -126,8 +126,14 @@ mod tests {
         let e = InvokeError::Enqueue(shared::Error::Unavailable("queue is down".into()));
         assert_eq!((e.status(), e.message().as_str()), (503, "queue is down"));
         let e = InvokeError::Agent(AgentError::Docker("socket gone".into()));
-        assert_eq!((e.status(), e.message().as_str()), (500, "internal server error"));
+        assert_eq!(
+            (e.status(), e.message().as_str()),
+            (500, "internal server error")
+        );
         let e: InvokeError = AgentError::RequestTooLarge.into();
-        assert_eq!((e.status(), e.message().as_str()), (413, "Request content too large"));
+        assert_eq!(
+            (e.status(), e.message().as_str()),
+            (413, "Request content too large")
+        );
     }
 }

@@ -68,7 +68,11 @@ impl Incoming {
             }
         }
         let conn = req.connection_info();
-        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
         Ok(Incoming {
             id: id.to_string(),
             method: req.method().to_string(),
@@ -115,6 +119,8 @@ impl Incoming {
                 completed_at: None,
                 error: String::new(),
                 stats: Vec::new(),
+                attempts: Vec::new(),
+                dead_letter: false,
             },
             method: self.method.clone(),
             url: self.url.clone(),
@@ -135,7 +141,8 @@ fn merged_config(app: &App, own: &shared::Config) -> BTreeMap<String, String> {
 /// Annotations change the container (reference §4.2 slot key), so they are part of the key.
 fn annotation_keys(spec: &mut CallSpec, annotations: &shared::Annotations) {
     for (k, v) in annotations.as_map() {
-        spec.extra_key.insert(format!("annotation.{k}"), v.to_string());
+        spec.extra_key
+            .insert(format!("annotation.{k}"), v.to_string());
     }
 }
 

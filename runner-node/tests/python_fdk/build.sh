@@ -45,7 +45,7 @@ in_root '
 '
 # The host's CA bundle (it may trust a TLS-intercepting proxy) is used for pip only, then removed.
 cp /etc/ssl/certs/ca-certificates.crt "$ROOT/tmp/host-ca.crt"
-in_root 'pip install -q --no-cache-dir --cert /tmp/host-ca.crt --break-system-packages fdk && rm -rf /root/.cache'
+in_root 'pip install -q --no-cache-dir --no-warn-script-location --root-user-action=ignore --cert /tmp/host-ca.crt --break-system-packages fdk && rm -rf /root/.cache'
 rm -f "$ROOT/tmp/host-ca.crt"
 umount "$ROOT/proc"
 mkdir -p "$ROOT/function"
@@ -54,6 +54,8 @@ cp "$HERE/func.py" "$ROOT/function/func.py"
 tar -C "$ROOT" -c . | docker import \
     --change 'WORKDIR /function' \
     --change 'ENV PYTHONUNBUFFERED=1' \
+    --change 'ENV PYTHONDONTWRITEBYTECODE=1' \
+    --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
     --change 'ENTRYPOINT ["/usr/local/bin/fdk", "/function/func.py", "handler"]' \
     - "$TAG" >/dev/null
 echo "built $TAG in $(( $(date +%s) - start ))s"

@@ -89,6 +89,34 @@ pub struct Call {
     /// Container resource samples taken while the call ran (at most 240).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stats: Vec<serde_json::Value>,
+    /// Every run of an async call so far, oldest first: retries are visible, not silent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<CallAttempt>,
+    /// The async call failed on every attempt it was allowed and was given up.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dead_letter: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One run of an async call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallAttempt {
+    /// 1 for the first run.
+    pub attempt: u32,
+    /// How the run ended.
+    pub status: CallStatus,
+    /// When the run got a container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime>,
+    /// When the run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime>,
+    /// Why the run failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
 }
 
 /// An accepted async call: its record and the request to replay when a runner takes it from the queue.
@@ -138,6 +166,8 @@ mod tests {
             completed_at: None,
             error: String::new(),
             stats: vec![],
+            attempts: Vec::new(),
+            dead_letter: false,
         };
         assert_eq!(
             serde_json::to_string(&c).unwrap(),

@@ -16,7 +16,7 @@ mod trigger;
 
 pub use annotations::Annotations;
 pub use app::{App, AppInput};
-pub use call::{Call, CallLog, CallStatus, QueuedCall};
+pub use call::{Call, CallAttempt, CallLog, CallStatus, QueuedCall};
 pub use func::{Func, FuncInput};
 pub use maps::{Config, Headers};
 pub use resources::{Format, MilliCpus};

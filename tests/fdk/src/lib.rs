@@ -437,7 +437,10 @@ mod tests {
             ..Default::default()
         };
         unwrap_gateway_request(&mut req);
-        assert_eq!((req.method.as_str(), req.url.as_str()), ("GET", "http://h/t/a/b"));
+        assert_eq!(
+            (req.method.as_str(), req.url.as_str()),
+            ("GET", "http://h/t/a/b")
+        );
         assert_eq!(req.header("X-Thing"), Some("1"));
         assert_eq!(req.headers.len(), 2);
         let out = wrap_gateway_headers(vec![

@@ -16,8 +16,12 @@ impl LogStore for SqlStore {
         if call.app_id.is_empty() {
             return Err(Error::MissingAppId.into());
         }
-        let columns = ["id", "app_id", "fn_id", "path", "status", "created_at", "started_at", "completed_at", "error", "stats"];
-        let sql = self.sql(&self.dialect.upsert("calls", &columns, "id")).into_owned();
+        let columns = [
+            "id", "app_id", "fn_id", "path", "status", "created_at", "started_at", "completed_at", "error", "stats",
+            "attempts", "dead_letter",
+        ];
+        // A runner's report of one run must not erase the attempts the queue side keeps.
+        let sql = self.sql(&self.dialect.upsert("calls", &columns, "id", &["attempts", "dead_letter"])).into_owned();
         sqlx::query(&sql)
             .bind(&call.id)
             .bind(&call.app_id)
@@ -29,8 +33,26 @@ impl LogStore for SqlStore {
             .bind(call.completed_at.map(|t| t.to_string()))
             .bind(&call.error)
             .bind(to_json(&call.stats))
+            .bind(to_json(&call.attempts))
+            .bind(call.dead_letter as i64)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    async fn record_attempt(&self, call: &Call) -> StoreResult<()> {
+        let sql = self.sql("UPDATE calls SET status = ?, error = ?, attempts = ?, dead_letter = ? WHERE id = ?");
+        let done = sqlx::query(&sql)
+            .bind(call.status.as_str())
+            .bind(&call.error)
+            .bind(to_json(&call.attempts))
+            .bind(call.dead_letter as i64)
+            .bind(&call.id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 && self.get_call(&call.id).await.is_err() {
+            return Err(Error::CallNotFound.into());
+        }
         Ok(())
     }
 
@@ -65,6 +87,9 @@ impl LogStore for SqlStore {
         if let Some(v) = &filter.cursor {
             add(" AND id < ?", v.clone());
         }
+        if let Some(v) = filter.dead_letter {
+            sql.push_str(if v { " AND dead_letter = 1" } else { " AND dead_letter = 0" });
+        }
         sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.per_page + 1));
         let sql = self.sql(&sql).into_owned();
         let mut q = sqlx::query(&sql);
@@ -82,7 +107,7 @@ impl LogStore for SqlStore {
         if app_id.is_empty() {
             return Err(Error::MissingAppId.into());
         }
-        let sql = self.sql(&self.dialect.upsert("logs", &["id", "app_id", "log"], "id")).into_owned();
+        let sql = self.sql(&self.dialect.upsert("logs", &["id", "app_id", "log"], "id", &[])).into_owned();
         sqlx::query(&sql).bind(call_id).bind(app_id).bind(log).execute(&self.pool).await?;
         Ok(())
     }

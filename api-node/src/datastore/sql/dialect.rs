@@ -64,13 +64,14 @@ impl Dialect {
             .replace("{table}", table)
     }
 
-    /// `INSERT ... ` that updates the listed columns when the key exists.
-    pub fn upsert(&self, table: &str, columns: &[&str], key: &str) -> String {
+    /// `INSERT ... ` that, when the key exists, updates the listed columns except the key and
+    /// `insert_only` ones.
+    pub fn upsert(&self, table: &str, columns: &[&str], key: &str, insert_only: &[&str]) -> String {
         let cols = columns.join(", ");
         let marks = vec!["?"; columns.len()].join(", ");
         let updates: Vec<String> = columns
             .iter()
-            .filter(|c| **c != key)
+            .filter(|c| **c != key && !insert_only.contains(c))
             .map(|c| match self {
                 Dialect::Mysql => format!("{c} = VALUES({c})"),
                 _ => format!("{c} = excluded.{c}"),
@@ -93,7 +94,8 @@ mod tests {
     fn rebind_only_for_postgres() {
         assert_eq!(Dialect::Postgres.rebind("a = ? AND b = ?"), "a = $1 AND b = $2");
         assert_eq!(Dialect::Mysql.rebind("a = ?"), "a = ?");
-        assert!(Dialect::Sqlite.upsert("t", &["id", "v"], "id").contains("excluded.v"));
-        assert!(Dialect::Mysql.upsert("t", &["id", "v"], "id").contains("VALUES(v)"));
+        assert!(Dialect::Sqlite.upsert("t", &["id", "v"], "id", &[]).contains("excluded.v"));
+        assert!(Dialect::Mysql.upsert("t", &["id", "v"], "id", &[]).contains("VALUES(v)"));
+        assert!(!Dialect::Postgres.upsert("t", &["id", "v", "w"], "id", &["w"]).contains("w = "));
     }
 }

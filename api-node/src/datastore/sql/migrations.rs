@@ -103,10 +103,17 @@ const MIGRATIONS: &[Migration] = &[Migration {
         "CREATE INDEX ix_fns_app ON fns (app_id)",
         "CREATE INDEX ix_triggers_fn ON triggers (fn_id)",
     ],
+}, Migration {
+    version: 2,
+    description: "attempts and dead-letter flag of async calls",
+    statements: &[
+        "ALTER TABLE calls ADD COLUMN attempts {text} NULL",
+        "ALTER TABLE calls ADD COLUMN dead_letter {int} NOT NULL DEFAULT 0",
+    ],
 }];
 
 /// The schema version this binary brings the database to.
-pub const LATEST_VERSION: i64 = 1;
+pub const LATEST_VERSION: i64 = 2;
 
 const PG_LOCK_KEY: i64 = 0x666e_5f6d_6967; // "fn_mig"
 
@@ -184,10 +191,12 @@ async fn apply_pending(conn: &mut PoolConnection<Any>, dialect: Dialect) -> Stor
             tx.commit().await?;
         } else {
             // SQLite is inside the run's BEGIN IMMEDIATE; MySQL commits each DDL statement itself, so
-            // an index left by a crashed earlier run is taken as done.
+            // an index or column left by a crashed earlier run is taken as done.
             for s in m.statements {
                 match conn.execute(dialect.ddl(s).as_str()).await {
-                    Err(sqlx::Error::Database(e)) if dialect == Dialect::Mysql && e.message().contains("Duplicate key name") => {}
+                    Err(sqlx::Error::Database(e))
+                        if dialect == Dialect::Mysql
+                            && (e.message().contains("Duplicate key name") || e.message().contains("Duplicate column name")) => {}
                     other => {
                         other?;
                     }

@@ -19,7 +19,8 @@ pub const ROUTE_COLUMNS: &str = "app_id, path, image, format, memory, cpus, time
 pub const FN_COLUMNS: &str =
     "id, name, app_id, image, format, memory, timeout, idle_timeout, config, annotations, created_at, updated_at";
 pub const TRIGGER_COLUMNS: &str = "id, name, app_id, fn_id, type, source, annotations, created_at, updated_at";
-pub const CALL_COLUMNS: &str = "id, app_id, fn_id, path, status, created_at, started_at, completed_at, error, stats";
+pub const CALL_COLUMNS: &str =
+    "id, app_id, fn_id, path, status, created_at, started_at, completed_at, error, stats, attempts, dead_letter";
 
 /// A map as JSON text (Fn stores maps this way too).
 pub fn to_json<T: Serialize>(v: &T) -> String {
@@ -154,6 +155,8 @@ pub fn call(row: &AnyRow) -> StoreResult<Call> {
         completed_at: opt_time(row, "completed_at")?,
         error: text(row, "error")?,
         stats: from_json(&text(row, "stats")?)?,
+        attempts: from_json(&opt_text(row, "attempts")?.unwrap_or_default())?,
+        dead_letter: int(row, "dead_letter")? != 0,
     })
 }
 
