@@ -1,8 +1,9 @@
 //! The OpenAPI document of every served route.
 //!
 //! Hand-written (`api-node/openapi.json`) so it can say what the code cannot (error shapes, merge
-//! semantics); the `openapi` test checks that every route in [`super::endpoints`] is in it, so a new
-//! route cannot ship undocumented.
+//! semantics); the `openapi` test checks that every route in [`super::endpoints`], the hybrid API
+//! ([`crate::hybrid::http::ROUTES`]) and the invoke paths (`runner_node::http::ROUTES`) is in it, and that
+//! everything documented is served, so a new route cannot ship undocumented.
 
 use actix_web::HttpResponse;
 
@@ -22,22 +23,21 @@ mod tests {
     #[test]
     fn every_served_route_is_documented() {
         let doc: Value = serde_json::from_str(super::OPENAPI_JSON).expect("openapi.json is JSON");
-        let endpoints = crate::http::endpoints();
-        let mut missing = Vec::new();
-        for ep in &endpoints {
-            let method = ep.method.as_str().to_ascii_lowercase();
-            if !doc["paths"][ep.openapi_path()][&method].is_object() {
-                missing.push(format!("{} {}", ep.method, ep.openapi_path()));
-            }
+        let mut served: Vec<(String, String)> = crate::http::endpoints()
+            .iter()
+            .map(|ep| (ep.method.as_str().to_ascii_lowercase(), ep.openapi_path()))
+            .collect();
+        served.extend(crate::hybrid::http::ROUTES.iter().map(|(m, p)| (m.to_ascii_lowercase(), p.to_string())));
+        for (methods, path) in runner_node::http::ROUTES {
+            served.extend(methods.iter().map(|m| (m.to_ascii_lowercase(), path.to_string())));
         }
+        let missing: Vec<_> =
+            served.iter().filter(|(m, p)| !doc["paths"][p.as_str()][m.as_str()].is_object()).collect();
         assert!(missing.is_empty(), "routes missing from openapi.json: {missing:?}");
         let mut extra = Vec::new();
         for (path, ops) in doc["paths"].as_object().unwrap() {
             for method in ops.as_object().unwrap().keys() {
-                let served = endpoints
-                    .iter()
-                    .any(|ep| ep.openapi_path() == *path && ep.method.as_str().eq_ignore_ascii_case(method));
-                if !served {
+                if !served.iter().any(|(m, p)| p == path && m == method) {
                     extra.push(format!("{method} {path}"));
                 }
             }

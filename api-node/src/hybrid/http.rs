@@ -68,6 +68,13 @@ fn parse<T: serde::de::DeserializeOwned>(body: &web::Bytes) -> Result<T, ApiErro
     serde_json::from_slice(body).map_err(|_| ApiVersion::V2.err(Error::InvalidJson))
 }
 
+/// Parses the query string, after the caller was authorized (a stranger learns nothing, not even 400s).
+fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiVersion::V2.err(Error::BadRequest(e.to_string().into())))
+}
+
 fn ok(value: impl serde::Serialize) -> Reply {
     Ok(HttpResponse::Ok().json(value))
 }
@@ -89,8 +96,10 @@ struct RouteQuery {
     path: String,
 }
 
-async fn route(req: HttpRequest, s: web::Data<HybridState>, id: web::Path<String>, q: web::Query<RouteQuery>) -> Reply {
-    ok(authorize(&req, &s)?.route(&id, &q.path).await.v2()?)
+async fn route(req: HttpRequest, s: web::Data<HybridState>, id: web::Path<String>) -> Reply {
+    let data = authorize(&req, &s)?;
+    let q: RouteQuery = query(&req)?;
+    ok(data.route(&id, &q.path).await.v2()?)
 }
 
 async fn trigger_by_source(req: HttpRequest, s: web::Data<HybridState>, p: web::Path<(String, String, String)>) -> Reply {
@@ -112,8 +121,9 @@ struct DequeueQuery {
     wait_ms: u64,
 }
 
-async fn dequeue(req: HttpRequest, s: web::Data<HybridState>, q: web::Query<DequeueQuery>) -> Reply {
+async fn dequeue(req: HttpRequest, s: web::Data<HybridState>) -> Reply {
     let data = authorize(&req, &s)?;
+    let q: DequeueQuery = query(&req)?;
     let wait = Duration::from_millis(q.wait_ms.min(super::MAX_DEQUEUE_WAIT_MS));
     let delivery = data.dequeue(wait).await.v2()?;
     ok(json!({"deliveries": delivery.into_iter().collect::<Vec<_>>()}))

@@ -1,8 +1,8 @@
 //! The invoke endpoints as actix-web handlers over the [`Agent`] and [`DataAccess`]:
 //!
-//! - `/r/{app}/{route...}` (any method): v1 routes, sync or async ([`route`]);
-//! - `POST /invoke/{fn_id}`: v2 fns, sync or detached ([`invoke`]);
-//! - `/t/{app}/{source...}` (any method): HTTP triggers with Fn's gateway mapping ([`trigger`]).
+//! - `/r/{app}/{route...}` (any method): v1 routes, sync or async (`route.rs`);
+//! - `POST /invoke/{fn_id}`: v2 fns, sync or detached (`invoke.rs`);
+//! - `/t/{app}/{source...}` (any method): HTTP triggers with Fn's gateway mapping (`trigger.rs`).
 //!
 //! [`configure`] mounts them into any actix `App`; the API node does so in full mode, a runner
 //! node on its own. Every answer carries `Fn-Call-Id`; errors carry Fn's status and message in
@@ -13,7 +13,9 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::agent::Agent;
+use crate::call::{CallResponse, CallSpec};
 use crate::data_access::DataAccess;
+use crate::error::AgentError;
 
 pub mod error;
 pub mod gateway;
@@ -45,6 +47,10 @@ pub struct InvokeState {
     pub data: Arc<dyn DataAccess>,
     /// Request limits.
     pub limits: InvokeLimits,
+    /// Runtime the calls run on. actix workers are single-threaded runtimes that end with the
+    /// HTTP server; running calls on the node's main runtime keeps the agent's background work
+    /// (container connections, idle watchers, launches) there instead. `None`: the worker's.
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl InvokeState {
@@ -57,9 +63,44 @@ impl InvokeState {
             agent,
             data,
             limits,
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
+
+    /// Runs a call on [`Self::runtime`]. Dropping the future (the client went away) cancels
+    /// the call, as when it runs inline.
+    pub(crate) async fn submit(&self, spec: CallSpec) -> Result<CallResponse, AgentError> {
+        let Some(rt) = &self.runtime else {
+            return self.agent.submit(spec).await;
+        };
+        let agent = self.agent.clone();
+        let mut task = AbortOnDrop(rt.spawn(async move { agent.submit(spec).await }));
+        (&mut task.0)
+            .await
+            .unwrap_or_else(|e| Err(AgentError::Internal(format!("call task: {e}"))))
+    }
 }
+
+/// Aborts a spawned call when the request handling it is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The invoke paths as (methods, OpenAPI path), for the API document; `/r/` and `/t/` take any method.
+pub const ROUTES: &[(&[&str], &str)] = &[
+    (ANY, "/r/{app}"),
+    (ANY, "/r/{app}/{route}"),
+    (&["POST"], "/invoke/{fn_id}"),
+    (ANY, "/t/{app}"),
+    (ANY, "/t/{app}/{source}"),
+];
+
+/// The methods documented for paths that take any method.
+const ANY: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// Mounts `/r/`, `/invoke/` and `/t/` with `state` into an actix app or scope:
 /// `App::new().configure(|cfg| runner_node::http::configure(cfg, state))`.
