@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+pub mod hybrid;
+
 /// Path of a workspace binary built next to the running test.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -53,6 +55,8 @@ impl Node {
             }
         };
         let log = std::env::temp_dir().join(format!("fn-e2e-{}-{port}.log", program.file_name().unwrap().to_string_lossy()));
+        // A fresh log per node (an earlier run may have used the same port); restarts append to it.
+        let _ = std::fs::remove_file(&log);
         let mut node = Node { child: None, url: format!("http://127.0.0.1:{port}"), port, program, env, log };
         node.spawn().await?;
         Ok(node)
@@ -116,6 +120,16 @@ impl Node {
         let _ = c.kill();
         let _ = c.wait();
         false
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The environment it was started with (plus `FN_PORT`).
+    pub fn env(&self) -> &HashMap<String, String> {
+        &self.env
     }
 
     /// Starts the node again with the same settings and port.
