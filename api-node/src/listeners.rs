@@ -133,8 +133,10 @@ pub trait TriggerListener: Send + Sync {
     }
 }
 
-/// Hooks around one invocation, fired by the agent (not by the datastore): `before_call` when the call
-/// starts (an error fails the call with `BeforeCall: <error>`, as in Fn), `after_call` when it ended.
+/// Hooks around one invocation, fired by [`ListeningStore`] as the call is recorded: `before_call` when it
+/// is recorded as running (an error refuses that record), `after_call` once its final status is stored.
+/// Calls are recorded off the response path, so unlike Fn's `BeforeCall` these hooks observe calls (audit,
+/// billing, metering) rather than veto them.
 #[async_trait]
 pub trait CallListener: Send + Sync {
     /// The call is about to run.
@@ -163,9 +165,13 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Whether no datastore listener is registered (the wrapper can then be skipped).
+    /// Whether no listener is registered (the wrapper can then be skipped).
     pub fn is_empty(&self) -> bool {
-        self.apps.is_empty() && self.routes.is_empty() && self.fns.is_empty() && self.triggers.is_empty()
+        self.apps.is_empty()
+            && self.routes.is_empty()
+            && self.fns.is_empty()
+            && self.triggers.is_empty()
+            && self.calls.is_empty()
     }
 }
 
@@ -320,8 +326,17 @@ impl TriggerStore for ListeningStore {
 
 #[async_trait]
 impl LogStore for ListeningStore {
+    /// Fires `before_call` when a call is recorded as running (an error refuses the record) and
+    /// `after_call` once its final status is stored.
     async fn insert_call(&self, call: &Call) -> StoreResult<()> {
-        self.inner.insert_call(call).await
+        if call.status == shared::CallStatus::Running {
+            fire!(self.listeners.calls, before_call(call));
+        }
+        self.inner.insert_call(call).await?;
+        if call.status.is_final() {
+            fire!(self.listeners.calls, after_call(call));
+        }
+        Ok(())
     }
     async fn record_attempt(&self, call: &Call) -> StoreResult<()> {
         self.inner.record_attempt(call).await

@@ -620,3 +620,42 @@ fn unknown_scheme_names_the_supported_ones() {
     }
 }
 
+
+// ---- call listeners, fired by the listener wrapper as calls are recorded ---------------------------
+
+struct Audit {
+    events: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl api_node::listeners::CallListener for Audit {
+    async fn before_call(&self, call: &Call) -> Result<(), Error> {
+        if call.path == "/forbidden" {
+            return Err(Error::BadRequest("path blocked by policy".into()));
+        }
+        self.events.lock().unwrap().push(format!("before {}", call.status.as_str()));
+        Ok(())
+    }
+    async fn after_call(&self, call: &Call) -> Result<(), Error> {
+        self.events.lock().unwrap().push(format!("after {}", call.status.as_str()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn call_listeners_fire_as_calls_are_recorded() {
+    let (store, _) = fresh_store(Backend::Sqlite).await;
+    let audit = Arc::new(Audit { events: Default::default() });
+    let listeners = api_node::listeners::Listeners { calls: vec![audit.clone()], ..Default::default() };
+    let s = api_node::listeners::ListeningStore::wrap(Arc::new(store), listeners);
+    let a = s.insert_app(&app("a")).await.unwrap();
+    let mut c = call(&a.id, "F", "/p");
+    s.insert_call(&c).await.unwrap();
+    c.status = CallStatus::Success;
+    c.completed_at = Some(DateTime::now());
+    s.insert_call(&c).await.unwrap();
+    assert_eq!(*audit.events.lock().unwrap(), ["before running", "after success"]);
+    let blocked = call(&a.id, "F", "/forbidden");
+    assert_eq!(domain(s.insert_call(&blocked).await.unwrap_err()), Error::BadRequest("path blocked by policy".into()));
+    assert_eq!(domain(s.get_call(&blocked.id).await.unwrap_err()), Error::CallNotFound, "a vetoed record is not stored");
+}

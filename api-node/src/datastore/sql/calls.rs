@@ -20,8 +20,11 @@ impl LogStore for SqlStore {
             "id", "app_id", "fn_id", "path", "status", "created_at", "started_at", "completed_at", "error", "stats",
             "attempts", "dead_letter",
         ];
-        // A runner's report of one run must not erase the attempts the queue side keeps.
-        let sql = self.sql(&self.dialect.upsert("calls", &columns, "id", &["attempts", "dead_letter"])).into_owned();
+        // A runner's report of one run must not erase the attempts the queue side keeps, nor move the
+        // time an async call was accepted (`created_at`) to the time a runner took it.
+        let sql = self
+            .sql(&self.dialect.upsert("calls", &columns, "id", &["attempts", "dead_letter", "created_at"]))
+            .into_owned();
         sqlx::query(&sql)
             .bind(&call.id)
             .bind(&call.app_id)
