@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs and starts, on loopback, what the test suite needs and the machine lacks:
-# the Docker engine, PostgreSQL, MariaDB and Redis, from Debian's packages.
+# the Docker engine, PostgreSQL, MariaDB, Redis and a Docker registry, from Debian's packages.
 # Idempotent: each service is installed only when missing and started only when not answering.
 # Writes the connection URLs it set up to target/test-env.sh for the test command to source.
 set -euo pipefail
@@ -25,6 +25,8 @@ wait_for() { # wait_for DESCRIPTION COMMAND...
   done
   log "$what did not come up"; return 1
 }
+
+if ! command -v curl >/dev/null 2>&1; then apt_install curl ca-certificates; fi
 
 # --- Docker engine -------------------------------------------------------------------------
 if ! command -v dockerd >/dev/null 2>&1; then apt_install docker.io; fi
@@ -70,6 +72,25 @@ if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
   log "starting redis"
   redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save '' >/dev/null
   wait_for "redis" redis-cli -h 127.0.0.1 ping
+fi
+
+# --- A local Docker registry (for the agent's image-pull path) --------------------------------
+if ! command -v docker-registry >/dev/null 2>&1; then apt_install docker-registry; fi
+if ! curl -fs http://127.0.0.1:5000/v2/ >/dev/null 2>&1; then
+  log "starting a docker registry on 127.0.0.1:5000"
+  mkdir -p /var/lib/fn-test-registry
+  cat > /etc/fn-test-registry.yml <<'YML'
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: /var/lib/fn-test-registry
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:5000
+YML
+  nohup docker-registry serve /etc/fn-test-registry.yml >/var/log/fn-test-registry.log 2>&1 &
+  wait_for "docker registry" curl -fs http://127.0.0.1:5000/v2/
 fi
 
 log "services ready"

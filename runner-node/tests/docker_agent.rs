@@ -708,3 +708,37 @@ async fn shutdown_finishes_in_flight_calls_and_refuses_new_ones() {
         .iter()
         .any(|(e, c, _)| e == "finished" && c.status == CallStatus::Success));
 }
+
+/// Runs the docker CLI, failing the test on error.
+fn docker_cli(args: &[&str]) {
+    let out = std::process::Command::new("docker").args(args).output().expect("docker CLI");
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// An image only in the registry (the test command runs one on 127.0.0.1:5000) is pulled before the
+/// call runs, and the call succeeds; an image that exists nowhere fails with a message naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_missing_images_from_a_registry() {
+    let h = harness("pull").await;
+    let tag = ulid::Ulid::new().to_string().to_lowercase();
+    let remote = format!("127.0.0.1:5000/fn-pull-test/echo:{tag}");
+    docker_cli(&["tag", "fn-test/echo:latest", &remote]);
+    docker_cli(&["push", "-q", &remote]);
+    docker_cli(&["rmi", &remote]);
+    assert!(h.docker.inspect_image(&remote).await.is_err(), "the image is only in the registry now");
+
+    let mut c = call("echo", Format::HttpStream, "pulled");
+    c.image = remote.clone();
+    c.timeout = Duration::from_secs(2);
+    let resp = h.agent.submit(c).await.expect("the image is pulled, then the call runs");
+    assert_eq!(&resp.body[..], b"pulled");
+    assert!(h.docker.inspect_image(&remote).await.is_ok(), "the pulled image is kept for the next call");
+
+    let mut c = call("echo", Format::HttpStream, "x");
+    let missing = format!("127.0.0.1:5000/fn-pull-test/missing:{tag}");
+    c.image = missing.clone();
+    let err = h.agent.submit(c).await.unwrap_err();
+    assert!(err.message().starts_with(&format!("Failed to pull image '{missing}'")), "{}", err.message());
+    let _ = std::process::Command::new("docker").args(["rmi", &remote]).output();
+    h.finish().await;
+}
