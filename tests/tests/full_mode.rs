@@ -121,6 +121,18 @@ async fn serves_every_invoke_path(backend: Backend) {
     assert_eq!(seen["headers"]["x-foo"], "bar", "{seen}");
     assert!(seen["url"].as_str().unwrap().ends_with("/t/quick/hook?q=1"), "{seen}");
 
+    // An async trigger queues its calls: 202 at once, the function's output in the call's log later.
+    let t = json!({"name": "later", "app_id": app_id, "fn_id": fn_id, "type": "http", "source": "/later",
+                   "annotations": {runner_node::http::ASYNC_ANNOTATION: "detached"}});
+    api.post("/v2/triggers", t).await;
+    let resp = api.http.post(format!("{}/t/quick/later", node.url)).body("queued body").send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let queued: Value = resp.json().await.unwrap();
+    let async_id = queued["call_id"].as_str().unwrap().to_string();
+    api.wait_for(&format!("/v2/fns/{fn_id}/calls/{async_id}"), |c| c["status"] == "success").await;
+    let (_, log) = api.get(&format!("/v2/fns/{fn_id}/calls/{async_id}/log")).await;
+    assert!(log["log"].as_str().unwrap().contains("queued body"), "{log}");
+
     // /r/{app}/{route...}: a nested v1 route, any method; its calls listed through v1.
     let resp = api.http.patch(format!("{}/r/quick/echo/deep", node.url)).body("via route").send().await.unwrap();
     assert_eq!(resp.status(), 200);

@@ -27,6 +27,7 @@ mod trigger;
 
 pub use error::{InvokeError, Shape};
 pub use recorder::DataAccessRecorder;
+pub use trigger::ASYNC_ANNOTATION;
 
 /// Response header carrying the call's id.
 pub const CALL_ID_HEADER: &str = "Fn-Call-Id";

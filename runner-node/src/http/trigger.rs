@@ -1,15 +1,20 @@
 //! `/t/{app}/{source...}`: HTTP triggers, any method, with Fn's gateway mapping (reference §2.5).
 //!
 //! App by name, trigger by `(app, "http", source)`, then its fn. Headers are wrapped on the way
-//! in and unwrapped on the way out ([`super::gateway`]). Errors use the v2 shape.
+//! in and unwrapped on the way out ([`super::gateway`]). Errors use the v2 shape. A trigger annotated
+//! [`ASYNC_ANNOTATION`]` = "detached"` (or a request with `Fn-Invoke-Type: detached`) queues the call.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::{InvokeError, Shape};
 use super::gateway;
-use super::request::{append_headers, fn_spec, Incoming};
+use super::request::{accepted, append_headers, fn_spec, Incoming};
 use super::{InvokeState, CALL_ID_HEADER};
+
+/// Trigger annotation that makes every call through the trigger async: with the value `"detached"`,
+/// the call is queued and answered 202 `{"call_id"}`, like `Fn-Invoke-Type: detached` on one request.
+pub const ASYNC_ANNOTATION: &str = "fnrs.io/trigger/invokeType";
 
 /// Serves one `/t/` request.
 pub(super) async fn handle(
@@ -46,10 +51,19 @@ async fn run(
         .fn_by_id(&trigger.fn_id)
         .await
         .map_err(InvokeError::Lookup)?;
+    let detached = trigger.annotations.get(ASYNC_ANNOTATION).and_then(|v| v.as_str()) == Some("detached")
+        || req.headers().get("fn-invoke-type").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"detached"));
     let mut incoming = Incoming::read(req, payload, id, st.limits.max_request_size).await?;
     incoming.headers = gateway::request_headers(&incoming.headers, &incoming.method, &incoming.url);
 
-    let out = st.agent.submit(fn_spec(&app, &func, incoming)).await?;
+    if detached {
+        st.data.enqueue(&incoming.queued(&app.id, &func.id, "")).await.map_err(InvokeError::Enqueue)?;
+        let mut resp = HttpResponse::Ok();
+        resp.insert_header((CALL_ID_HEADER, id));
+        return Ok(accepted(&mut resp, id));
+    }
+
+    let out = st.submit(fn_spec(&app, &func, incoming)).await?;
     let (status, mut headers) = gateway::response(&out);
     headers.remove(CALL_ID_HEADER);
     let mut resp = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
