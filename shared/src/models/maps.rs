@@ -17,15 +17,7 @@ impl Config {
 
     /// Applies an update: an empty value deletes the key, any other value sets it.
     pub fn merge(&self, patch: &BTreeMap<String, String>) -> Config {
-        let mut out = self.0.clone();
-        for (k, v) in patch {
-            if v.is_empty() {
-                out.remove(k);
-            } else {
-                out.insert(k.clone(), v.clone());
-            }
-        }
-        Config(out)
+        Config(merge(&self.0, patch, String::is_empty))
     }
 }
 
@@ -49,15 +41,7 @@ impl Headers {
 
     /// Applies an update: an empty list deletes the header, any other list replaces it.
     pub fn merge(&self, patch: &BTreeMap<String, Vec<String>>) -> Headers {
-        let mut out = self.0.clone();
-        for (k, v) in patch {
-            if v.is_empty() {
-                out.remove(k);
-            } else {
-                out.insert(k.clone(), v.clone());
-            }
-        }
-        Headers(out)
+        Headers(merge(&self.0, patch, Vec::is_empty))
     }
 }
 
@@ -65,6 +49,19 @@ impl<'de> Deserialize<'de> for Headers {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Headers(Option::<BTreeMap<String, Vec<String>>>::deserialize(d)?.unwrap_or_default()))
     }
+}
+
+/// Fn's merge of a map update: each patched key is set, or removed when `deletes` says its value means so.
+fn merge<V: Clone>(base: &BTreeMap<String, V>, patch: &BTreeMap<String, V>, deletes: fn(&V) -> bool) -> BTreeMap<String, V> {
+    let mut out = base.clone();
+    for (k, v) in patch {
+        if deletes(v) {
+            out.remove(k);
+        } else {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 #[cfg(test)]
