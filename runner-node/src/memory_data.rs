@@ -2,7 +2,7 @@
 //! the storage seam so the invoke endpoints can be served without a database. It keeps what
 //! was queued and recorded so tests can look, and can be told to fail enqueues.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -28,12 +28,21 @@ pub struct MemoryDataAccess {
     pub records: Mutex<Vec<(String, Call, String)>>,
     /// When set, `enqueue` fails with 503 "queue unavailable".
     pub fail_enqueue: AtomicBool,
+    /// Milliseconds every `call_started` / `call_finished` takes (a slow store).
+    pub record_delay_ms: AtomicU64,
 }
 
 impl MemoryDataAccess {
     /// Makes `enqueue` fail (or work again).
     pub fn set_fail_enqueue(&self, fail: bool) {
         self.fail_enqueue.store(fail, Ordering::SeqCst);
+    }
+
+    async fn record_delay(&self) {
+        let ms = self.record_delay_ms.load(Ordering::SeqCst);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
     }
 }
 
@@ -96,6 +105,7 @@ impl DataAccess for MemoryDataAccess {
         Ok(None)
     }
     async fn call_started(&self, call: &Call) -> Result<(), Error> {
+        self.record_delay().await;
         self.records.lock().expect("memory data lock").push((
             "started".into(),
             call.clone(),
@@ -104,6 +114,7 @@ impl DataAccess for MemoryDataAccess {
         Ok(())
     }
     async fn call_finished(&self, call: &Call, log: &str) -> Result<(), Error> {
+        self.record_delay().await;
         self.records.lock().expect("memory data lock").push((
             "finished".into(),
             call.clone(),

@@ -621,3 +621,34 @@ async fn async_routes_and_detached_invokes_answer_202_after_enqueue_and_503_with
     assert!(node.data.records.lock().unwrap().is_empty(), "nothing ran");
     node.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_call_records_do_not_delay_answers() {
+    let node = serve(test_config("slowrec")).await;
+    let f = node.add_fn("echo", "echo", Format::HttpStream, json!({}));
+    let path = format!("/invoke/{}", f.id);
+    assert_eq!(node.post(&path, "warm").await.status, 200);
+    node.data
+        .record_delay_ms
+        .store(1000, std::sync::atomic::Ordering::SeqCst);
+    let start = std::time::Instant::now();
+    for i in 0..2 {
+        let r = node.post(&path, format!("call {i}")).await;
+        assert_eq!((r.status, r.text()), (200, format!("call {i}")));
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "two calls whose records each take 1 s to store answered in {:?}",
+        start.elapsed()
+    );
+    let data = node.data.clone();
+    node.finish().await;
+    let finished = data
+        .records
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(e, _, _)| e == "finished")
+        .count();
+    assert_eq!(finished, 3, "every record is written by shutdown");
+}

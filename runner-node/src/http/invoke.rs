@@ -63,7 +63,7 @@ async fn run(
         return Ok(accepted(&mut resp, id));
     }
 
-    let out = st.agent.submit(fn_spec(&app, &func, incoming)).await?;
+    let out = st.submit(fn_spec(&app, &func, incoming)).await?;
     let mut headers = out.headers;
     strip_hop_headers(&mut headers);
     headers.remove(CALL_ID_HEADER);

@@ -1,5 +1,5 @@
 //! From an HTTP request and the domain models to what the agent runs ([`CallSpec`]) or what the
-//! queue keeps ([`QueuedCall`]), and back from a [`CallResponse`] to an HTTP response.
+//! queue keeps ([`QueuedCall`]), and helpers to write the HTTP answer.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

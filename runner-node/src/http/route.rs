@@ -73,7 +73,7 @@ async fn run(
     if is_cloudevent {
         spec.format = shared::Format::CloudEvent;
     }
-    let out = st.agent.submit(spec).await?;
+    let out = st.submit(spec).await?;
     let mut headers = out.headers;
     strip_hop_headers(&mut headers);
     append_headers(&mut resp, &headers);

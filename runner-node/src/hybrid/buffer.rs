@@ -1,6 +1,7 @@
 //! Call reports that survive an API node outage.
 //!
-//! `call_started`, `call_finished` and `complete` are queued in a bounded buffer and return at once; one
+//! `call_started`, `call_finished` and `complete` are queued in a bounded buffer; the first two return at
+//! once, `complete` once its report is delivered (see [`BufferedReports::complete`]). One
 //! background task delivers them in order, retrying with capped exponential backoff for as long as the
 //! API node fails (a 5xx, or unreachable). When the buffer is full, callers wait for room: reports are
 //! never dropped for lack of space. A report the API node refuses (a 4xx: bad token, malformed record)
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use shared::{App, Call, Error, Func, QueuedCall, Route, Trigger};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::data_access::{DataAccess, Delivery};
 
@@ -37,7 +38,8 @@ pub struct ReportSettings {
 enum Report {
     Started(Call),
     Finished(Call, String),
-    Complete(Box<Delivery>, Call),
+    /// With whom to tell once it is delivered (or refused).
+    Complete(Box<Delivery>, Call, oneshot::Sender<()>),
 }
 
 impl Report {
@@ -45,7 +47,7 @@ impl Report {
         match self {
             Report::Started(call) => to.call_started(call).await,
             Report::Finished(call, log) => to.call_finished(call, log).await,
-            Report::Complete(delivery, call) => to.complete(delivery, call).await,
+            Report::Complete(delivery, call, _) => to.complete(delivery, call).await,
         }
     }
 
@@ -53,7 +55,7 @@ impl Report {
         match self {
             Report::Started(call) => ("start", &call.id),
             Report::Finished(call, _) => ("finish", &call.id),
-            Report::Complete(_, call) => ("complete", &call.id),
+            Report::Complete(_, call, _) => ("complete", &call.id),
         }
     }
 }
@@ -141,6 +143,9 @@ async fn deliver_all(
             }
         }
         pending.send_modify(|n| *n -= 1);
+        if let Report::Complete(_, _, done) = report {
+            let _ = done.send(());
+        }
     }
 }
 
@@ -182,8 +187,14 @@ impl DataAccess for BufferedReports {
         self.push(Report::Finished(call.clone(), log.to_string())).await
     }
 
+    /// Queues the completion behind the call's other reports and waits until the API node took (or
+    /// refused) it. The async loop counts a call as running until this returns, so a runner never takes
+    /// queued calls faster than their completions reach the API node: otherwise completions waiting in
+    /// line outlive the calls' leases, every call is handed out again, and the runner livelocks.
     async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error> {
-        self.push(Report::Complete(Box::new(delivery.clone()), call.clone())).await
+        let (done, delivered) = oneshot::channel();
+        self.push(Report::Complete(Box::new(delivery.clone()), call.clone(), done)).await?;
+        delivered.await.map_err(|_| Error::internal("call report buffer closed"))
     }
 }
 
