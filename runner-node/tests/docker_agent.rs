@@ -358,15 +358,19 @@ async fn parallel_calls_scale_out_and_the_ninth_waits_for_a_free_container() {
     let start = Instant::now();
     for _ in 0..9 {
         let agent = h.agent.clone();
-        let c = sleep_call();
+        let mut c = sleep_call();
+        c.body = "6000".into();
         tasks.push(tokio::spawn(async move {
             let r = agent.submit(c).await;
             (r, start.elapsed())
         }));
     }
-    // While eight run, the ninth waits for capacity.
+    // While eight run, the ninth waits for capacity. The calls sleep long enough (6 s) that all eight
+    // run at once even when a loaded machine starts containers slowly.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let key = sleep_call().slot_key();
+    let mut key_call = sleep_call();
+    key_call.body = "6000".into();
+    let key = key_call.slot_key();
     let mut stats = h.agent.slot_stats(&key).unwrap();
     for _ in 0..40 {
         if stats.busy == 8 {
@@ -390,7 +394,7 @@ async fn parallel_calls_scale_out_and_the_ninth_waits_for_a_free_container() {
         "never more than capacity allows"
     );
     assert!(
-        times[8] >= times[0] + Duration::from_millis(1400),
+        times[8] >= times[0] + Duration::from_millis(5900),
         "the ninth ran after another: {times:?}"
     );
     h.finish().await;
