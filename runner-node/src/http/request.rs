@@ -191,21 +191,7 @@ pub fn accepted(resp: &mut HttpResponseBuilder, call_id: &str) -> HttpResponse {
         .json(serde_json::json!({ "call_id": call_id }))
 }
 
-/// Fn's `path.Clean` for route lookups: absolute, no empty, `.` or `..` segments, no trailing
-/// slash (the root stays `/`).
-pub fn clean_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
+pub use shared::clean_path;
 
 #[cfg(test)]
 mod tests {
