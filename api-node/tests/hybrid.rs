@@ -226,7 +226,7 @@ async fn every_listed_route_is_served() {
     tokio::spawn(server);
     let client = reqwest::Client::new();
     for (method, path) in api_node::hybrid::http::ROUTES {
-        let url = format!("http://{addr}{}", path.replace('{', "").replace('}', ""));
+        let url = format!("http://{addr}{}", path.replace(['{', '}'], ""));
         let resp = client.request(method.parse().unwrap(), &url).body("{}").send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 401, "{method} {path}");
     }
