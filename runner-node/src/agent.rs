@@ -32,6 +32,10 @@ use crate::slots::{LaunchReply, SlotQueue, SlotStats};
 /// How long to wait for a container's exit status after its connection broke, to tell a
 /// crash (exit code, OOM) from a protocol error.
 const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// After a failed hot call, stderr counts as done once quiet this long...
+const LOG_QUIET: std::time::Duration = std::time::Duration::from_millis(10);
+/// ...or after this long at most.
+const LOG_SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Runs function calls in containers. Cheap to clone; all clones share one agent.
 #[derive(Clone)]
@@ -528,11 +532,16 @@ impl Inner {
                     }
                 }
             }
+            busy.get().settle_log(LOG_QUIET, LOG_SETTLE_MAX).await;
             log.write(&busy.get().end_log());
             drop(busy); // retires the container
             drop(queue);
             self.prune_queue(&key);
         } else {
+            if result.is_err() {
+                // The failure's last stderr lines may still be on their way; they belong to this call.
+                busy.get().settle_log(LOG_QUIET, LOG_SETTLE_MAX).await;
+            }
             log.write(&busy.get().end_log());
             let c = busy.take();
             let (gen, claimed) = queue.release(c.clone());

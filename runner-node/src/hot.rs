@@ -220,6 +220,23 @@ impl HotContainer {
         *self.log.lock().expect("log lock") = Some(LogBuffer::new(cap));
     }
 
+    /// Waits until the call's stderr has been quiet for `quiet` (at most `max`). Stderr reaches us on
+    /// Docker's attach stream, apart from the response, so a function that writes and then answers at
+    /// once (a panic reported as a 502, say) can have its last lines arrive after the answer.
+    pub async fn settle_log(&self, quiet: Duration, max: Duration) {
+        let len = || self.log.lock().expect("log lock").as_ref().map_or(0, |b| b.len());
+        let started = tokio::time::Instant::now();
+        let mut seen = len();
+        while started.elapsed() < max {
+            tokio::time::sleep(quiet).await;
+            let now = len();
+            if now == seen {
+                return;
+            }
+            seen = now;
+        }
+    }
+
     /// Stops collecting and returns what the call logged.
     pub fn end_log(&self) -> Bytes {
         self.log

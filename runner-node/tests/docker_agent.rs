@@ -661,6 +661,22 @@ async fn function_errors_keep_the_container_and_bad_containers_are_reported() {
         "the third call succeeds in the same container"
     );
     assert_eq!(h.containers().await.len(), 1);
+    // Each failure's stderr (the panic message) is in that call's own log, though it reaches us apart
+    // from the response.
+    h.agent.flush_records().await;
+    let logs: Vec<String> = h
+        .recorder
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(kind, c, _)| kind == "finished" && c.status == shared::CallStatus::Error)
+        .map(|(_, _, log)| String::from_utf8_lossy(log).into_owned())
+        .collect();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    for (i, log) in logs.iter().enumerate() {
+        assert!(log.contains(&format!("failing call {} of 2", i + 1)), "call {}: {log:?}", i + 1);
+    }
 
     // An absolute symlink to the socket is refused.
     let mut bad = call("echo", Format::HttpStream, "");

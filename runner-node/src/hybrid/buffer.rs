@@ -358,6 +358,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn complete_returns_once_delivered() {
+        let api = Arc::new(FakeApi::default());
+        api.down.store(true, Ordering::SeqCst);
+        let buffer = Arc::new(BufferedReports::new(api.clone(), settings(10)));
+        let c1 = call("c1");
+        let delivery = Delivery {
+            call: serde_json::from_value(serde_json::json!({"call": c1, "method": "POST", "url": "http://x/"}))
+                .unwrap(),
+            token: "tok".into(),
+            attempt: 1,
+        };
+        buffer.call_started(&c1).await.unwrap();
+        let b = buffer.clone();
+        let mut done = tokio::spawn(async move { b.complete(&delivery, &c1).await });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut done).await.is_err(),
+            "complete waits while the API node is away"
+        );
+        api.down.store(false, Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(5), done).await.expect("complete returns").unwrap().unwrap();
+        assert_eq!(api.taken(), ["start c1", "complete c1 tok"]);
+    }
+
+    #[tokio::test]
     async fn enqueue_is_not_buffered() {
         let api = Arc::new(FakeApi::default());
         let buffer = BufferedReports::new(api.clone(), settings(10));
