@@ -2,8 +2,10 @@
 //! (`FN_NODE_TYPE=api`) or a full node on a fresh database, runner nodes talking to it over HTTP or gRPC,
 //! and thin clients for the management API, the invoke paths and Docker.
 //!
-//! Every node gets its own data directory (under the system temp directory) and every runner its own
-//! `FN_INSTANCE_ID`, so its containers carry its own label and test binaries can run in parallel.
+//! Every node gets its own data directory (under the system temp directory) and its own `FN_INSTANCE_ID`,
+//! so its containers carry its own label (and its http-stream sockets live under the default
+//! `FN_IOFS_PATH`, in a directory named after the instance: a deeper path would overflow the 108-byte
+//! limit of a unix socket path), and test binaries can run in parallel.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -66,7 +68,6 @@ impl ApiNode {
             ("FN_LOG_LEVEL", "info".to_string()),
             ("FN_INSTANCE_ID", instance.clone()),
             ("FN_MAX_TOTAL_MEMORY_BYTES", MEMORY_CAP.to_string()),
-            ("FN_IOFS_PATH", dir.join("iofs").display().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -81,6 +82,14 @@ impl ApiNode {
     /// Its HTTP base URL.
     pub fn url(&self) -> &str {
         &self.node.url
+    }
+}
+
+/// Stops the node, then removes its data directory.
+impl Drop for ApiNode {
+    fn drop(&mut self) {
+        self.node.terminate();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -124,7 +133,6 @@ impl Runner {
             ("FN_LOG_LEVEL", "info".to_string()),
             ("FN_INSTANCE_ID", instance.clone()),
             ("FN_MAX_TOTAL_MEMORY_BYTES", MEMORY_CAP.to_string()),
-            ("FN_IOFS_PATH", fresh_dir().join("iofs").display().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -261,18 +269,23 @@ impl Client {
         }
     }
 
-    /// Polls the calls of a fn until every id in `ids` is listed (or `within` passes); the full list.
+    /// Polls the calls of a fn until every id in `ids` is listed with a final status (not `queued` or
+    /// `running`), or fails after `within`; the full list.
     pub async fn wait_for_calls(&self, api: &str, fn_id: &str, ids: &[String], within: Duration) -> anyhow::Result<Vec<Value>> {
         let deadline = Instant::now() + within;
         loop {
             let calls = self.list_calls(api, fn_id).await?;
-            let listed: std::collections::HashSet<&str> = calls.iter().filter_map(|c| c["id"].as_str()).collect();
+            let listed: std::collections::HashSet<&str> = calls
+                .iter()
+                .filter(|c| !matches!(c["status"].as_str(), Some("queued" | "running")))
+                .filter_map(|c| c["id"].as_str())
+                .collect();
             let missing: Vec<&String> = ids.iter().filter(|id| !listed.contains(id.as_str())).collect();
             if missing.is_empty() {
                 return Ok(calls);
             }
             if Instant::now() > deadline {
-                bail!("{} of {} calls not recorded within {within:?}, e.g. {:?}", missing.len(), ids.len(), &missing[..missing.len().min(5)]);
+                bail!("{} of {} calls not recorded as finished within {within:?}, e.g. {:?}", missing.len(), ids.len(), &missing[..missing.len().min(5)]);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
