@@ -32,6 +32,8 @@ use crate::slots::{LaunchReply, SlotQueue, SlotStats};
 /// How long to wait for a container's exit status after its connection broke, to tell a
 /// crash (exit code, OOM) from a protocol error.
 const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// Longest unix socket path the kernel takes (`sun_path` holds 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
 /// After a failed hot call, stderr counts as done once quiet this long...
 const LOG_QUIET: std::time::Duration = std::time::Duration::from_millis(10);
 /// ...or after this long at most.
@@ -138,6 +140,16 @@ impl Agent {
         tracker: Arc<ResourceTracker>,
         recorder: Arc<dyn CallRecorder>,
     ) -> Result<Agent, AgentError> {
+        // A unix socket path longer than the kernel's limit fails only when a container starts, as an
+        // opaque 502: refuse the setting at start instead, naming it.
+        let socket = cfg.iofs_path.join(&cfg.instance_id).join(format!("fn-{}", "x".repeat(26))).join("lsnr.sock");
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(AgentError::Internal(format!(
+                "FN_IOFS_PATH {} is too long: function sockets under it ({} bytes) exceed the {MAX_SOCKET_PATH}-byte unix socket limit",
+                cfg.iofs_path.display(),
+                socket.as_os_str().len()
+            )));
+        }
         let records = RecordWriter::start(recorder, cfg.record_queue);
         let agent = Agent {
             inner: Arc::new(Inner {

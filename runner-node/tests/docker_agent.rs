@@ -762,3 +762,11 @@ async fn pulls_missing_images_from_a_registry() {
     let _ = std::process::Command::new("docker").args(["rmi", &remote]).output();
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_socket_directory_too_deep_is_refused_at_start() {
+    let mut cfg = test_config("deep");
+    cfg.iofs_path = std::env::temp_dir().join("a".repeat(80));
+    let err = Agent::new(cfg, Arc::new(MemRecorder::default())).await.err().expect("refused");
+    assert!(err.to_string().contains("FN_IOFS_PATH"), "{err}");
+}
