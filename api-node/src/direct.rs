@@ -10,7 +10,7 @@ use shared::{App, Call, CallAttempt, CallStatus, Error, Func, QueuedCall, Route,
 use tokio::sync::Notify;
 
 use crate::datastore::Datastore;
-use crate::queue::{Message, MessageQueue, Reservation};
+use crate::queue::{Message, MessageQueue, QueueError, Reservation};
 
 /// How queued calls are held and retried.
 #[derive(Debug, Clone, Copy)]
@@ -151,6 +151,17 @@ impl DataAccess for DirectDataAccess {
     /// here redelivers the call rather than losing it.
     async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error> {
         let reservation = Self::reservation(delivery)?;
+        // A holder whose lease ran out: the call went back to the queue and another run (or its
+        // completion) owns it now. This completion can never be taken, so it is dropped, not failed: an
+        // error here would have a hybrid runner retry it forever, holding up every report behind it.
+        // Extending first also keeps the message from being redelivered while the record is written.
+        match self.queue.extend(&reservation, self.policy.lease).await {
+            Err(QueueError::NotReserved(_)) => {
+                tracing::warn!(call_id = %call.id, attempt = delivery.attempt, "completion of a call whose lease expired ignored; it runs again");
+                return Ok(());
+            }
+            other => other?,
+        }
         let mut record = match self.store.get_call(&call.id).await {
             Ok(stored) => stored,
             Err(e) => match Error::from(e) {
@@ -175,12 +186,18 @@ impl DataAccess for DirectDataAccess {
         }
         record.dead_letter = failed && !retry;
         self.store.record_attempt(&record).await?;
-        if retry {
+        let done = if retry {
             let backoff = self.policy.backoff * 2u32.saturating_pow(delivery.attempt.saturating_sub(1));
-            self.queue.release(&reservation, backoff).await?;
+            self.queue.release(&reservation, backoff).await
         } else {
-            self.queue.ack(&reservation).await?;
+            self.queue.ack(&reservation).await
+        };
+        match done {
+            Err(QueueError::NotReserved(_)) => {
+                tracing::warn!(call_id = %call.id, attempt = delivery.attempt, "call's lease expired while it was completed; it runs again");
+                Ok(())
+            }
+            other => Ok(other?),
         }
-        Ok(())
     }
 }
