@@ -12,6 +12,10 @@ use tokio::sync::Notify;
 use crate::datastore::Datastore;
 use crate::queue::{Message, MessageQueue, QueueError, Reservation};
 
+/// Fn or route annotation setting how many times its failing async calls run before they are
+/// dead-lettered, e.g. `"fnrs.io/async/maxAttempts": 5` (1 means no retry).
+pub const MAX_ATTEMPTS_ANNOTATION: &str = "fnrs.io/async/maxAttempts";
+
 /// How queued calls are held and retried.
 #[derive(Debug, Clone, Copy)]
 pub struct AsyncPolicy {
@@ -60,6 +64,20 @@ impl DirectDataAccess {
             self.store.get_route(&call.app_id, &call.path).await.map(|r| r.timeout).ok()
         };
         Duration::from_secs(secs.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Attempts allowed for a call: its fn's (or route's) [`MAX_ATTEMPTS_ANNOTATION`] when set to a
+    /// number from 1 to 100, the node's `FN_ASYNC_MAX_ATTEMPTS` otherwise.
+    async fn max_attempts(&self, call: &Call) -> u32 {
+        let annotations = if !call.fn_id.is_empty() {
+            self.store.get_fn(&call.fn_id).await.map(|f| f.annotations).ok()
+        } else {
+            self.store.get_route(&call.app_id, &call.path).await.map(|r| r.annotations).ok()
+        };
+        annotations
+            .and_then(|a| a.get(MAX_ATTEMPTS_ANNOTATION).and_then(|v| v.as_u64()))
+            .filter(|n| (1..=100).contains(n))
+            .map_or(self.policy.max_attempts, |n| n as u32)
     }
 
     fn reservation(d: &Delivery) -> Result<Reservation, Error> {
@@ -180,7 +198,7 @@ impl DataAccess for DirectDataAccess {
         };
         record.attempts.retain(|a| a.attempt != delivery.attempt);
         record.attempts.push(attempt);
-        let retry = failed && delivery.attempt < self.policy.max_attempts;
+        let retry = failed && delivery.attempt < self.max_attempts(call).await;
         if retry {
             record.status = CallStatus::Queued;
         }

@@ -155,6 +155,12 @@ async fn failing_calls_are_retried_with_backoff_then_dead_lettered() {
     let broken =
         api.func(&app_id, json!({ "name": "broken", "image": failn, "timeout": 30, "config": {"FAIL_TIMES": "1000"} })).await;
 
+    // A per-fn limit overrides the node's.
+    let limited = api
+        .func(&app_id, json!({ "name": "limited", "image": failn, "timeout": 30, "config": {"FAIL_TIMES": "1000"},
+                               "annotations": {api_node::direct::MAX_ATTEMPTS_ANNOTATION: 2} }))
+        .await;
+
     let body = unique("third-time-lucky");
     let flaky_id = accepted_id(api.detached(&flaky, &body).await.expect("invoke")).await;
     let broken_id = accepted_id(api.detached(&broken, "never").await.expect("invoke")).await;
@@ -190,6 +196,11 @@ async fn failing_calls_are_retried_with_backoff_then_dead_lettered() {
         vec![(1, "error"), (2, "error"), (3, "error")],
         "exactly FN_ASYNC_MAX_ATTEMPTS attempts: {done}"
     );
+
+    let limited_id = accepted_id(api.detached(&limited, "never").await.expect("invoke")).await;
+    let (_, done) = poll_until_settled(&api, &format!("/v2/fns/{limited}/calls/{limited_id}"), |v| v, FINAL_WAIT).await;
+    assert_eq!((status(&done), &done["dead_letter"]), ("error", &json!(true)), "{done}");
+    assert_eq!(done["attempts"].as_array().map(Vec::len), Some(2), "the fn's own limit: {done}");
 
     let ids = |calls: Vec<Value>| calls.iter().map(|c| c["id"].as_str().unwrap_or("").to_string()).collect::<Vec<_>>();
     assert_eq!(ids(api.all_calls(&broken, "&dead_letter=true").await), vec![broken_id.clone()]);
