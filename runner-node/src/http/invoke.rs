@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::{InvokeError, Shape};
-use super::request::{accepted, append_headers, fn_spec, Incoming};
+use super::request::{accepted, append_headers, fn_spec, wants_detached, Incoming};
 use super::{InvokeState, CALL_ID_HEADER};
 use crate::protocol::strip_hop_headers;
 
@@ -46,10 +46,7 @@ async fn run(
         .app_by_id(&func.app_id)
         .await
         .map_err(InvokeError::Lookup)?;
-    let detached = req
-        .headers()
-        .get("fn-invoke-type")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"detached"));
+    let detached = wants_detached(req);
     let incoming = Incoming::read(req, payload, id, st.limits.max_request_size).await?;
     let mut resp = HttpResponse::Ok();
     resp.insert_header((CALL_ID_HEADER, id));

@@ -185,6 +185,11 @@ pub fn append_headers(resp: &mut HttpResponseBuilder, headers: &http::HeaderMap)
     }
 }
 
+/// Whether the caller asked for the call to be queued (`Fn-Invoke-Type: detached`).
+pub fn wants_detached(req: &HttpRequest) -> bool {
+    req.headers().get("fn-invoke-type").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"detached"))
+}
+
 /// The 202 answer to a queued call: `{"call_id":"..."}`.
 pub fn accepted(resp: &mut HttpResponseBuilder, call_id: &str) -> HttpResponse {
     resp.status(actix_web::http::StatusCode::ACCEPTED)

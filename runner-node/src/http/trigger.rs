@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::{InvokeError, Shape};
 use super::gateway;
-use super::request::{accepted, append_headers, fn_spec, Incoming};
+use super::request::{accepted, append_headers, fn_spec, wants_detached, Incoming};
 use super::{InvokeState, CALL_ID_HEADER};
 
 /// Trigger annotation that makes every call through the trigger async: with the value `"detached"`,
@@ -52,7 +52,7 @@ async fn run(
         .await
         .map_err(InvokeError::Lookup)?;
     let detached = trigger.annotations.get(ASYNC_ANNOTATION).and_then(|v| v.as_str()) == Some("detached")
-        || req.headers().get("fn-invoke-type").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"detached"));
+        || wants_detached(req);
     let mut incoming = Incoming::read(req, payload, id, st.limits.max_request_size).await?;
     incoming.headers = gateway::request_headers(&incoming.headers, &incoming.method, &incoming.url);
 
