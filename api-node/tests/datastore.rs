@@ -39,18 +39,10 @@ fn trigger(app_id: &str, fn_id: &str, name: &str, source: &str) -> Trigger {
 
 fn call(app_id: &str, fn_id: &str, path: &str) -> Call {
     Call {
-        id: shared::id::new_id(),
-        status: CallStatus::Running,
-        app_id: app_id.into(),
         fn_id: fn_id.into(),
         path: path.into(),
-        created_at: DateTime::now(),
         started_at: Some(DateTime::now()),
-        completed_at: None,
-        error: String::new(),
-        stats: vec![],
-        attempts: Vec::new(),
-        dead_letter: false,
+        ..Call::new(shared::id::new_id(), app_id, CallStatus::Running)
     }
 }
 

@@ -457,18 +457,10 @@ async fn v1_routes(b: Backend) {
 
 fn call(id: &str, app_id: &str, fn_id: &str, path: &str, created_secs: i64) -> Call {
     Call {
-        id: id.to_string(),
-        status: CallStatus::Success,
-        app_id: app_id.to_string(),
         fn_id: fn_id.to_string(),
         path: path.to_string(),
         created_at: DateTime::from_unix_seconds(created_secs).unwrap(),
-        started_at: None,
-        completed_at: None,
-        error: String::new(),
-        stats: Vec::new(),
-        attempts: Vec::new(),
-        dead_letter: false,
+        ..Call::new(id, app_id, CallStatus::Success)
     }
 }
 

@@ -49,20 +49,7 @@ async fn world(backend: Backend) -> World {
 }
 
 fn call(w: &World) -> Call {
-    Call {
-        id: shared::id::new_id(),
-        status: CallStatus::Queued,
-        app_id: w.app.id.clone(),
-        fn_id: w.func.id.clone(),
-        path: String::new(),
-        created_at: DateTime::now(),
-        started_at: None,
-        completed_at: None,
-        error: String::new(),
-        stats: vec![],
-        attempts: Vec::new(),
-        dead_letter: false,
-    }
+    Call { fn_id: w.func.id.clone(), ..Call::new(shared::id::new_id(), &w.app.id, CallStatus::Queued) }
 }
 
 /// The checks both transports pass; `bad` presents a wrong token.

@@ -218,18 +218,9 @@ impl Agent {
             return Err(AgentError::ShuttingDown);
         }
         let mut record = Call {
-            id: call.id.clone(),
-            status: CallStatus::Running,
-            app_id: call.app_id.clone(),
             fn_id: call.fn_id.clone(),
             path: call.path.clone(),
-            created_at: DateTime::now(),
-            started_at: None,
-            completed_at: None,
-            error: String::new(),
-            stats: Vec::new(),
-            attempts: Vec::new(),
-            dead_letter: false,
+            ..Call::new(&call.id, &call.app_id, CallStatus::Running)
         };
         let mut log = LogBuffer::new(inner.cfg.max_log_size);
         let result = inner.run(&call, &mut record, &mut log).await;

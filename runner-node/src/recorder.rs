@@ -187,20 +187,7 @@ mod tests {
     async fn writer_keeps_order_and_flushes_on_close() {
         let rec = Arc::new(Slow(Mutex::new(Vec::new())));
         let w = RecordWriter::start(rec.clone(), 1);
-        let call = Call {
-            id: "c1".into(),
-            status: shared::CallStatus::Running,
-            app_id: String::new(),
-            fn_id: String::new(),
-            path: String::new(),
-            created_at: shared::time::DateTime::now(),
-            started_at: None,
-            completed_at: None,
-            error: String::new(),
-            stats: Vec::new(),
-            attempts: Vec::new(),
-            dead_letter: false,
-        };
+        let call = Call::new("c1", "", shared::CallStatus::Running);
         for i in 0..5 {
             let mut c = call.clone();
             c.id = format!("c{i}");

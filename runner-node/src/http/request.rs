@@ -8,7 +8,6 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use shared::time::DateTime;
 use shared::{App, Call, CallStatus, Func, QueuedCall, Route};
 
 use super::error::InvokeError;
@@ -109,18 +108,9 @@ impl Incoming {
         }
         QueuedCall {
             call: Call {
-                id: self.id.clone(),
-                status: CallStatus::Queued,
-                app_id: app_id.to_string(),
                 fn_id: fn_id.to_string(),
                 path: path.to_string(),
-                created_at: DateTime::now(),
-                started_at: None,
-                completed_at: None,
-                error: String::new(),
-                stats: Vec::new(),
-                attempts: Vec::new(),
-                dead_letter: false,
+                ..Call::new(&self.id, app_id, CallStatus::Queued)
             },
             method: self.method.clone(),
             url: self.url.clone(),

@@ -97,6 +97,27 @@ pub struct Call {
     pub dead_letter: bool,
 }
 
+impl Call {
+    /// A new record of call `id` in app `app_id`, created now, with `status` and nothing else yet; the
+    /// fn ID or route path is set by the caller.
+    pub fn new(id: impl Into<String>, app_id: impl Into<String>, status: CallStatus) -> Call {
+        Call {
+            id: id.into(),
+            status,
+            app_id: app_id.into(),
+            fn_id: String::new(),
+            path: String::new(),
+            created_at: DateTime::now(),
+            started_at: None,
+            completed_at: None,
+            error: String::new(),
+            stats: Vec::new(),
+            attempts: Vec::new(),
+            dead_letter: false,
+        }
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -156,18 +177,9 @@ mod tests {
     #[test]
     fn json_omits_empty_fields() {
         let c = Call {
-            id: "C".into(),
-            status: CallStatus::Queued,
-            app_id: "A".into(),
-            fn_id: String::new(),
             path: "/p".into(),
             created_at: DateTime::parse("2018-01-01T00:00:00Z").unwrap(),
-            started_at: None,
-            completed_at: None,
-            error: String::new(),
-            stats: vec![],
-            attempts: Vec::new(),
-            dead_letter: false,
+            ..Call::new("C", "A", CallStatus::Queued)
         };
         assert_eq!(
             serde_json::to_string(&c).unwrap(),
