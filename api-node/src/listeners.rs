@@ -134,7 +134,8 @@ pub trait TriggerListener: Send + Sync {
 }
 
 /// Hooks around one invocation, fired by [`ListeningStore`] as the call is recorded: `before_call` when it
-/// is recorded as running (an error refuses that record), `after_call` once its final status is stored.
+/// is recorded as running (an error refuses that record), `after_call` once its final status is stored
+/// (for an async call that failed, once it is given up after its last attempt).
 /// Calls are recorded off the response path, so unlike Fn's `BeforeCall` these hooks observe calls (audit,
 /// billing, metering) rather than veto them.
 #[async_trait]
@@ -338,8 +339,13 @@ impl LogStore for ListeningStore {
         }
         Ok(())
     }
+    /// Fires `after_call` when an async call is given up: its failure is final only then.
     async fn record_attempt(&self, call: &Call) -> StoreResult<()> {
-        self.inner.record_attempt(call).await
+        self.inner.record_attempt(call).await?;
+        if call.dead_letter {
+            fire!(self.listeners.calls, after_call(call));
+        }
+        Ok(())
     }
     async fn get_call(&self, call_id: &str) -> StoreResult<Call> {
         self.inner.get_call(call_id).await

@@ -32,6 +32,17 @@ use crate::slots::{LaunchReply, SlotQueue, SlotStats};
 /// How long to wait for a container's exit status after its connection broke, to tell a
 /// crash (exit code, OOM) from a protocol error.
 const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How a run ended, as a call status. Nobody sees a queued call's answer, so a 5xx from its function is
+/// its failure (and retried).
+pub fn run_status(queued: bool, result: &Result<CallResponse, AgentError>) -> CallStatus {
+    match result {
+        Ok(r) if queued && r.status >= 500 => CallStatus::Error,
+        Ok(_) => CallStatus::Success,
+        Err(AgentError::Timeout) => CallStatus::Timeout,
+        Err(_) => CallStatus::Error,
+    }
+}
+
 /// Longest unix socket path the kernel takes (`sun_path` holds 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
 /// After a failed hot call, stderr counts as done once quiet this long...
@@ -224,24 +235,19 @@ impl Agent {
         };
         let mut log = LogBuffer::new(inner.cfg.max_log_size);
         let result = inner.run(&call, &mut record, &mut log).await;
-        if let (true, Ok(response)) = (call.output_to_log, &result) {
+        if let (true, Ok(response)) = (call.queued, &result) {
             log.write(&response.body);
         }
         record.completed_at = Some(DateTime::now());
-        record.status = match &result {
-            // Nobody sees an async call's answer: a 5xx from the function is its failure (and retried).
-            Ok(r) if call.output_to_log && r.status >= 500 => CallStatus::Error,
-            Ok(_) => CallStatus::Success,
-            Err(AgentError::Timeout) => CallStatus::Timeout,
-            Err(_) => CallStatus::Error,
-        };
+        let status = run_status(call.queued, &result);
         record.error = match &result {
-            Ok(r) if record.status == CallStatus::Error => {
-                format!("function responded with status {}", r.status)
-            }
+            Ok(r) if status == CallStatus::Error => format!("function responded with status {}", r.status),
             Ok(_) => String::new(),
             Err(e) => e.message(),
         };
+        // A queued call's failed run is not its end: the record stays running until the queue side
+        // records the attempt and either queues the call again or gives it up (`DataAccess::complete`).
+        record.status = if call.queued && status != CallStatus::Success { CallStatus::Running } else { status };
         if let Err(e) = &result {
             if e.status() >= 500 && !matches!(e, AgentError::TooBusy | AgentError::ShuttingDown) {
                 tracing::debug!(call_id = %call.id, error = %e, "call failed");

@@ -77,14 +77,7 @@ async fn run_one(agent: &Agent, data: &dyn DataAccess, delivery: Delivery) {
             // The agent records the call in the background; wait for it, so the queue never forgets a
             // call whose result is not stored yet.
             agent.flush_records().await;
-            let mut record = delivery.call.call.clone();
-            record.status = match &result {
-                Ok(r) if r.status >= 500 => CallStatus::Error,
-                Ok(_) => CallStatus::Success,
-                Err(crate::AgentError::Timeout) => CallStatus::Timeout,
-                Err(_) => CallStatus::Error,
-            };
-            record
+            Call { status: crate::agent::run_status(true, &result), ..delivery.call.call.clone() }
         }
         Err(e) if e.status() == 503 => {
             // The API node is unreachable: nothing can be recorded, so leave the call to its lease.
@@ -134,6 +127,6 @@ async fn spec(data: &dyn DataAccess, q: &QueuedCall) -> Result<CallSpec, Error> 
         let app = data.app_by_id(&f.app_id).await?;
         fn_spec(&app, &f, incoming)
     };
-    spec.output_to_log = true;
+    spec.queued = true;
     Ok(spec)
 }

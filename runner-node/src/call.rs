@@ -50,9 +50,10 @@ pub struct CallSpec {
     pub headers: HeaderMap,
     /// Request body.
     pub body: Bytes,
-    /// Put the response body in the call's log: an async call has no caller to answer, so its output
-    /// is kept there (as Fn does).
-    pub output_to_log: bool,
+    /// A call taken from the async queue. Nobody waits for its answer, so the response body goes to the
+    /// call's log (as in Fn), and a failed run is not the call's final status: the queue side decides
+    /// whether it runs again.
+    pub queued: bool,
 }
 
 impl CallSpec {
@@ -77,7 +78,7 @@ impl CallSpec {
             url: "http://localhost/".into(),
             headers: HeaderMap::new(),
             body: Bytes::new(),
-            output_to_log: false,
+            queued: false,
         }
     }
 
