@@ -3,8 +3,10 @@
 //!
 //! Layers, each knowing only the one below: [`http`] (actix handlers, error rendering) → the domain
 //! (`shared`: models, validation, errors) → [`datastore`] (traits and the SQL store). [`listeners`] wraps
-//! the datastore so extension hooks fire on every write; [`server`] wires settings, store and HTTP server
-//! together and is what the binary, the tests and the benchmark start.
+//! the datastore so extension hooks fire on every write; [`queue`] holds async calls durably;
+//! [`direct`] serves runners' `DataAccess` straight onto the store and the queue, and [`hybrid`] serves it
+//! to remote runner nodes over HTTP and gRPC; [`server`] is the HTTP server, and [`node`] assembles a
+//! whole node by `FN_NODE_TYPE` (in full mode with the agent, its invoke paths and the async loop).
 //!
 //! Running: `api-node --help` lists every `FN_*` variable with its default; `FN_DB_URL` picks SQLite,
 //! PostgreSQL or MySQL. Embedding: [`server::start`] takes a store, [`listeners::Listeners`] and
@@ -15,6 +17,8 @@
 //! Deliberate differences from Fn's server: nested v1 route paths work for GET too; the v2 fns `name`
 //! filter is applied; v2 deletes answer 204; unknown `/v2` paths answer in the v2 error shape; every 503
 //! carries `Retry-After: 15`; a panicking handler answers 500 instead of dropping the connection.
+
+#![warn(missing_docs)]
 
 pub mod config;
 pub mod datastore;

@@ -8,6 +8,8 @@
 //! Parse, don't validate: the constructors (`App::new`, `Fn::new`, ...) and merges (`App::apply`, ...)
 //! are the only ways to obtain a model, and they run every check, so a model in hand is a valid one.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod cursor;
 pub mod error;
