@@ -87,6 +87,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "attempts of a failing async call before it is dead-lettered",
     },
     Variable {
+        name: "FN_LOST_CALL_AFTER_MSECS",
+        default: "4200000",
+        help: "a call still running this long after it started lost its node and is ended as error (negative: never)",
+    },
+    Variable {
         name: "FN_ASYNC_RETRY_BACKOFF_MSECS",
         default: "1000",
         help: "delay before the first retry of an async call; doubled for each further one",
@@ -187,6 +192,8 @@ pub struct Settings {
     pub grpc_tls: Option<crate::hybrid::grpc::GrpcTls>,
     /// `FN_ASYNC_*`: how queued calls are held and retried.
     pub async_policy: crate::direct::AsyncPolicy,
+    /// `FN_LOST_CALL_AFTER_MSECS`: when a still-running call counts as lost; `None` never.
+    pub lost_call_after: Option<Duration>,
 }
 
 impl Settings {
@@ -244,6 +251,8 @@ impl Settings {
                 max_attempts: parse_or(src, "FN_ASYNC_MAX_ATTEMPTS", 3u32)?.max(1),
                 backoff: Duration::from_millis(parse_or(src, "FN_ASYNC_RETRY_BACKOFF_MSECS", 1000u64)?),
             },
+            // The longest call (an async route, 3600 s) plus ten minutes for pulls, starts and leases.
+            lost_call_after: shared::config::msecs_or(src, "FN_LOST_CALL_AFTER_MSECS", 4_200_000)?,
         })
     }
 
@@ -265,6 +274,7 @@ impl Settings {
             runner_token: None,
             grpc_tls: None,
             async_policy: crate::direct::AsyncPolicy::default(),
+            lost_call_after: None,
         }
     }
 

@@ -347,6 +347,9 @@ impl LogStore for ListeningStore {
         }
         Ok(())
     }
+    async fn fail_lost_calls(&self, started_before: shared::time::DateTime, error: &str) -> StoreResult<u64> {
+        self.inner.fail_lost_calls(started_before, error).await
+    }
     async fn get_call(&self, call_id: &str) -> StoreResult<Call> {
         self.inner.get_call(call_id).await
     }

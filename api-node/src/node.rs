@@ -73,6 +73,10 @@ impl Node {
             }));
         }
 
+        if let Some(after) = settings.lost_call_after {
+            tasks.push(tokio::spawn(end_lost_calls(store.clone(), after, stopped.clone())));
+        }
+
         let mut agent = None;
         if settings.node_type == NodeType::Full {
             let config = AgentConfig::from_env().map_err(|e| StartError::Agent(e.to_string()))?;
@@ -122,6 +126,26 @@ impl Node {
         }
         if let Some(agent) = agent {
             agent.shutdown().await;
+        }
+    }
+}
+
+/// Every minute (or `after / 10`, when shorter), ends as `error` the calls whose node stopped mid-call:
+/// still `running` longer after they started than any call may run. Queued calls come back by
+/// themselves (their lease runs out); a sync call has no one else to end its record.
+async fn end_lost_calls(store: Arc<dyn Datastore>, after: std::time::Duration, mut stop: watch::Receiver<bool>) {
+    let period = (after / 10).clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let Ok(after) = chrono::TimeDelta::from_std(after) else { return };
+        let cutoff = shared::time::DateTime::from_chrono(chrono::Utc::now() - after);
+        match store.fail_lost_calls(cutoff, "lost: the node running the call stopped before it ended").await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(calls = n, "ended calls whose node stopped mid-call"),
+            Err(e) => tracing::warn!(error = %e, "cannot end lost calls"),
         }
     }
 }

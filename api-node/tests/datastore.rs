@@ -508,6 +508,25 @@ async fn calls_and_logs(s: SqlStore) {
     assert_eq!(domain(s.insert_log("", &c.id, "x").await.unwrap_err()), Error::MissingAppId);
 }
 
+async fn lost_calls_are_ended(s: SqlStore) {
+    let a = s.insert_app(&app("a")).await.unwrap();
+    let old = DateTime::parse("2020-01-01T00:00:00Z").unwrap();
+    let lost = Call { started_at: Some(old), ..call(&a.id, "F", "/p") };
+    let recent = call(&a.id, "F", "/p");
+    let finished = Call { status: CallStatus::Success, started_at: Some(old), completed_at: Some(old), ..call(&a.id, "F", "/p") };
+    for c in [&lost, &recent, &finished] {
+        s.insert_call(c).await.unwrap();
+    }
+    let cutoff = DateTime::parse("2021-01-01T00:00:00Z").unwrap();
+    assert_eq!(s.fail_lost_calls(cutoff, "lost").await.unwrap(), 1);
+    let ended = s.get_call(&lost.id).await.unwrap();
+    assert_eq!((ended.status, ended.error.as_str()), (CallStatus::Error, "lost"));
+    assert!(ended.completed_at.is_some());
+    assert_eq!(s.get_call(&recent.id).await.unwrap(), recent);
+    assert_eq!(s.get_call(&finished.id).await.unwrap(), finished);
+    assert_eq!(s.fail_lost_calls(cutoff, "lost").await.unwrap(), 0, "idempotent");
+}
+
 async fn large_values_round_trip(s: SqlStore) {
     let big_config: serde_json::Map<String, Value> = (0..200).map(|i| (format!("KEY_{i}"), json!("v".repeat(5000)))).collect();
     let a = App::new(patch(json!({"name": "big", "config": big_config}))).unwrap();
@@ -575,6 +594,8 @@ macro_rules! suite {
             async fn cascades() { super::cascades(fresh_store($variant).await.0).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn calls_and_logs() { super::calls_and_logs(fresh_store($variant).await.0).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn lost_calls_are_ended() { super::lost_calls_are_ended(fresh_store($variant).await.0).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn large_values_round_trip() { super::large_values_round_trip(fresh_store($variant).await.0).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

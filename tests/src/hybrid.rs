@@ -53,6 +53,16 @@ impl ApiNode {
     /// Starts an api node (`full == false`) or a full node on a fresh `backend` database.
     /// `token` sets `FN_RUNNER_TOKEN`.
     pub async fn start(backend: Backend, full: bool, token: Option<&str>) -> anyhow::Result<ApiNode> {
+        Self::start_with(backend, full, token, &[]).await
+    }
+
+    /// As [`ApiNode::start`], with `extra` environment variables.
+    pub async fn start_with(
+        backend: Backend,
+        full: bool,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<ApiNode> {
         let dir = fresh_dir();
         let db_url = match backend {
             Backend::Sqlite => format!("sqlite3://{}/fn.db", dir.display()),
@@ -75,6 +85,7 @@ impl ApiNode {
         if let Some(t) = token {
             env.insert("FN_RUNNER_TOKEN".into(), t.into());
         }
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let node = Node::start(binary("api-node"), env).await?;
         Ok(ApiNode { node, grpc_port, dir, db_url, instance })
     }

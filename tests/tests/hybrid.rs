@@ -453,3 +453,46 @@ async fn paths_not_served_by_node_type() {
     let r = c.invoke(runner.url(), "01ARZ3NDEKTSV4RRFFQ69G5FAV", "x").await.unwrap();
     assert_eq!((r.status, r.json()), (404, json!({"message": "Fn not found"})));
 }
+
+/// A sync call on a runner killed with `kill -9` can never report its end; the API node ends its record
+/// as lost once it has run longer than any call may (`FN_LOST_CALL_AFTER_MSECS`, short here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_of_a_killed_runner_are_ended_as_lost() {
+    build_images(&["sleep"]).await.unwrap();
+    let api = ApiNode::start_with(Backend::Sqlite, false, None, &[("FN_LOST_CALL_AFTER_MSECS", "3000")]).await.unwrap();
+    let mut runner = Runner::start(&api, Transport::Http, None, 1000).await.unwrap();
+    let c = Client::new();
+    let a = api.url().to_string();
+    let app_id = c.create_app(&a, &unique("lost")).await.unwrap();
+    let f = c.create_fn(&a, &app_id, "sleep", "fn-test/sleep:latest", json!({})).await.unwrap();
+    let url = format!("{}/invoke/{f}", runner.url());
+    let call = tokio::spawn(async move { reqwest::Client::new().post(url).body("20000").send().await });
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let running = c.list_calls(&a, &f).await.unwrap().into_iter().find(|v| v["status"] == "running");
+        if let Some(v) = running {
+            break v["id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the call never showed as running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    runner.node.kill9();
+    let _ = call.await;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = c.ok(reqwest::Method::GET, &format!("{a}/v2/fns/{f}/calls/{id}"), None).await.unwrap();
+        if v["status"] == "error" {
+            assert!(v["error"].as_str().unwrap().starts_with("lost"), "{v}");
+            assert!(v["completed_at"].is_string(), "{v}");
+            break;
+        }
+        assert_eq!(v["status"], "running", "{v}");
+        assert!(Instant::now() < deadline, "the lost call was never ended: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for id in containers_of(&runner.instance).await.unwrap() {
+        let _ = std::process::Command::new("docker").args(["rm", "-f", &id]).output();
+    }
+}

@@ -181,6 +181,9 @@ pub trait LogStore: Send + Sync {
     /// Writes what the queue side knows of an async call: its status, its attempts and whether it was
     /// given up. `insert_call` leaves those two alone, so a runner's report cannot erase them.
     async fn record_attempt(&self, call: &Call) -> StoreResult<()>;
+    /// Ends as `error` the calls still `running` that started before `started_before`: their node
+    /// stopped before it could record their end (a runner killed mid-call). Returns how many.
+    async fn fail_lost_calls(&self, started_before: DateTime, error: &str) -> StoreResult<u64>;
     /// The call with this ID.
     async fn get_call(&self, call_id: &str) -> StoreResult<Call>;
     /// Calls, newest first.

@@ -1,6 +1,7 @@
 //! Call records and logs on SQL.
 
 use async_trait::async_trait;
+use shared::time::DateTime;
 use shared::{Call, CallLog, Error};
 
 use super::rows::{self, to_json, CALL_COLUMNS};
@@ -57,6 +58,19 @@ impl LogStore for SqlStore {
             return Err(Error::CallNotFound.into());
         }
         Ok(())
+    }
+
+    async fn fail_lost_calls(&self, started_before: DateTime, error: &str) -> StoreResult<u64> {
+        let sql = self.sql(
+            "UPDATE calls SET status = 'error', error = ?, completed_at = ? WHERE status = 'running' AND started_at < ?",
+        );
+        let done = sqlx::query(&sql)
+            .bind(error)
+            .bind(DateTime::now().to_string())
+            .bind(started_before.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn get_call(&self, call_id: &str) -> StoreResult<Call> {
