@@ -114,25 +114,19 @@ impl DataAccess for DirectDataAccess {
         Ok(self.store.get_trigger_by_source(app_id, trigger_type, source).await?)
     }
 
-    /// Records the call as queued, then queues it. If the queue refuses, the record is closed as an error
-    /// and the caller gets 503: nothing is accepted that was not stored.
+    /// Queues the call, then records it as queued. The queue message is the call: once it is stored the
+    /// call will run, so the caller gets its 202 even if the record cannot be written now (runners record
+    /// the call when they take it). The record is written only if absent, so it never overwrites what a
+    /// runner that was quicker already reported. A queue that refuses means 503 and nothing stored.
     async fn enqueue(&self, call: &QueuedCall) -> Result<(), Error> {
-        let mut record = call.call.clone();
-        record.status = CallStatus::Queued;
-        self.store.insert_call(&record).await?;
+        let record = Call { status: CallStatus::Queued, ..call.call.clone() };
         let payload = serde_json::to_string(call).map_err(Error::internal)?;
         let message = Message { id: record.id.clone(), priority: call.priority.min(2), payload };
-        if let Err(e) = self.queue.push(&message, Duration::ZERO).await {
-            tracing::warn!(call_id = %record.id, error = %e, "queue refused an async call");
-            record.status = CallStatus::Error;
-            record.error = "not accepted: the queue is unavailable".into();
-            record.completed_at = Some(shared::time::DateTime::now());
-            if let Err(e) = self.store.insert_call(&record).await {
-                tracing::error!(call_id = %record.id, error = %e, "could not close the record of a refused call");
-            }
-            return Err(e.into());
-        }
+        self.queue.push(&message, Duration::ZERO).await?;
         self.queued.notify_waiters();
+        if let Err(e) = self.store.insert_call_if_absent(&record).await {
+            tracing::warn!(call_id = %record.id, error = %e, "queued call not recorded yet; its runner will record it");
+        }
         Ok(())
     }
 
@@ -158,9 +152,10 @@ impl DataAccess for DirectDataAccess {
         Ok(self.store.insert_call(call).await?)
     }
 
+    /// The log first, then the record: a client that sees the final status can read the log.
     async fn call_finished(&self, call: &Call, log: &str) -> Result<(), Error> {
-        self.store.insert_call(call).await?;
-        Ok(self.store.insert_log(&call.app_id, &call.id, log).await?)
+        self.store.insert_log(&call.app_id, &call.id, log).await?;
+        Ok(self.store.insert_call(call).await?)
     }
 
     /// Acks a call that succeeded or has no attempts left (then it is dead-lettered); gives a failed one

@@ -339,6 +339,9 @@ impl LogStore for ListeningStore {
         }
         Ok(())
     }
+    async fn insert_call_if_absent(&self, call: &Call) -> StoreResult<bool> {
+        self.inner.insert_call_if_absent(call).await
+    }
     /// Fires `after_call` when an async call is given up: its failure is final only then.
     async fn record_attempt(&self, call: &Call) -> StoreResult<()> {
         self.inner.record_attempt(call).await?;

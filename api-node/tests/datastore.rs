@@ -506,6 +506,13 @@ async fn calls_and_logs(s: SqlStore) {
     assert_eq!(s.get_log(&c.id).await.unwrap().log, "ünïcode\nline two");
     assert_eq!(domain(s.insert_log(&a.id, "", "x").await.unwrap_err()), Error::MissingCallId);
     assert_eq!(domain(s.insert_log("", &c.id, "x").await.unwrap_err()), Error::MissingAppId);
+    // A late `queued` record never overwrites what a runner reported first.
+    let queued_late = Call { status: CallStatus::Queued, ..c.clone() };
+    assert!(!s.insert_call_if_absent(&queued_late).await.unwrap());
+    assert_eq!(s.get_call(&c.id).await.unwrap(), c);
+    let fresh = Call { status: CallStatus::Queued, ..call(&a.id, "F", "/q") };
+    assert!(s.insert_call_if_absent(&fresh).await.unwrap());
+    assert_eq!(s.get_call(&fresh.id).await.unwrap(), fresh);
 }
 
 async fn lost_calls_are_ended(s: SqlStore) {

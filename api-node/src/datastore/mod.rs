@@ -178,6 +178,9 @@ pub trait LogStore: Send + Sync {
     /// Records a call. A record with the same ID is updated in place, so a call moving from queued to
     /// running to a final status, or a redelivered async call, keeps exactly one record.
     async fn insert_call(&self, call: &Call) -> StoreResult<()>;
+    /// Records a call unless a record with its ID exists (then it is left as is, and `false` returned):
+    /// the `queued` record of an async call must never overwrite what a runner already reported.
+    async fn insert_call_if_absent(&self, call: &Call) -> StoreResult<bool>;
     /// Writes what the queue side knows of an async call: its status, its attempts and whether it was
     /// given up. `insert_call` leaves those two alone, so a runner's report cannot erase them.
     async fn record_attempt(&self, call: &Call) -> StoreResult<()>;

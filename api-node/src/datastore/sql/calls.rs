@@ -8,25 +8,22 @@ use super::rows::{self, to_json, CALL_COLUMNS};
 use super::SqlStore;
 use crate::datastore::{CallFilter, LogStore, Page, StoreResult};
 
-#[async_trait]
-impl LogStore for SqlStore {
-    async fn insert_call(&self, call: &Call) -> StoreResult<()> {
+/// Columns a call is written with, in the order [`SqlStore::write_call`] binds them.
+const CALL_WRITE_COLUMNS: [&str; 12] = [
+    "id", "app_id", "fn_id", "path", "status", "created_at", "started_at", "completed_at", "error", "stats",
+    "attempts", "dead_letter",
+];
+
+impl SqlStore {
+    /// Runs an insert of `call` over [`CALL_WRITE_COLUMNS`]; returns the rows it changed.
+    async fn write_call(&self, sql: &str, call: &Call) -> StoreResult<u64> {
         if call.id.is_empty() {
             return Err(Error::MissingCallId.into());
         }
         if call.app_id.is_empty() {
             return Err(Error::MissingAppId.into());
         }
-        let columns = [
-            "id", "app_id", "fn_id", "path", "status", "created_at", "started_at", "completed_at", "error", "stats",
-            "attempts", "dead_letter",
-        ];
-        // A runner's report of one run must not erase the attempts the queue side keeps, nor move the
-        // time an async call was accepted (`created_at`) to the time a runner took it.
-        let sql = self
-            .sql(&self.dialect.upsert("calls", &columns, "id", &["attempts", "dead_letter", "created_at"]))
-            .into_owned();
-        sqlx::query(&sql)
+        let done = sqlx::query(sql)
             .bind(&call.id)
             .bind(&call.app_id)
             .bind(&call.fn_id)
@@ -41,7 +38,24 @@ impl LogStore for SqlStore {
             .bind(call.dead_letter as i64)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl LogStore for SqlStore {
+    async fn insert_call(&self, call: &Call) -> StoreResult<()> {
+        // A runner's report of one run must not erase the attempts the queue side keeps, nor move the
+        // time the call was accepted.
+        let sql = self
+            .sql(&self.dialect.upsert("calls", &CALL_WRITE_COLUMNS, "id", &["created_at", "attempts", "dead_letter"]))
+            .into_owned();
+        self.write_call(&sql, call).await.map(|_| ())
+    }
+
+    async fn insert_call_if_absent(&self, call: &Call) -> StoreResult<bool> {
+        let sql = self.sql(&self.dialect.insert_if_absent("calls", &CALL_WRITE_COLUMNS, "id")).into_owned();
+        Ok(self.write_call(&sql, call).await? == 1)
     }
 
     async fn record_attempt(&self, call: &Call) -> StoreResult<()> {

@@ -64,6 +64,16 @@ impl Dialect {
             .replace("{table}", table)
     }
 
+    /// `INSERT ...` that does nothing when the key exists.
+    pub fn insert_if_absent(&self, table: &str, columns: &[&str], key: &str) -> String {
+        let cols = columns.join(", ");
+        let marks = vec!["?"; columns.len()].join(", ");
+        match self {
+            Dialect::Mysql => format!("INSERT IGNORE INTO {table} ({cols}) VALUES ({marks})"),
+            _ => format!("INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({key}) DO NOTHING"),
+        }
+    }
+
     /// `INSERT ... ` that, when the key exists, updates the listed columns except the key and
     /// `insert_only` ones.
     pub fn upsert(&self, table: &str, columns: &[&str], key: &str, insert_only: &[&str]) -> String {
