@@ -104,8 +104,8 @@ async fn exercise(w: &World, client: &dyn DataAccess, bad: &dyn DataAccess) {
     assert_eq!(w.store.get_call(&sneaky.id).await.unwrap_err().to_string(), "Call not found");
 }
 
-async fn http_transport(backend: Backend) {
-    let w = world(backend).await;
+/// Serves the hybrid HTTP API over `w` (token required) on a free port; returns its base URL.
+fn serve_http(w: &World) -> String {
     let state = HybridState { data: w.data.clone(), token: Some(TOKEN.into()) };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -118,7 +118,12 @@ async fn http_transport(backend: Backend) {
     .unwrap()
     .run();
     tokio::spawn(server);
-    let url = format!("http://{addr}");
+    format!("http://{addr}")
+}
+
+async fn http_transport(backend: Backend) {
+    let w = world(backend).await;
+    let url = serve_http(&w);
     let client = HttpClient::new(&url, Some(TOKEN.into()), Duration::from_secs(5)).unwrap();
     let bad = HttpClient::new(&url, Some("wrong".into()), Duration::from_secs(5)).unwrap();
     exercise(&w, &client, &bad).await;
@@ -199,21 +204,10 @@ async fn grpc_with_mutual_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_listed_route_is_served() {
     let w = world(Backend::Sqlite).await;
-    let state = HybridState { data: w.data.clone(), token: Some(TOKEN.into()) };
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = actix_web::HttpServer::new(move || {
-        let state = state.clone();
-        actix_web::App::new().configure(move |cfg| configure(cfg, state))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
+    let base = serve_http(&w);
     let client = reqwest::Client::new();
     for (method, path) in api_node::hybrid::http::ROUTES {
-        let url = format!("http://{addr}{}", path.replace(['{', '}'], ""));
+        let url = format!("{base}{}", path.replace(['{', '}'], ""));
         let resp = client.request(method.parse().unwrap(), &url).body("{}").send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 401, "{method} {path}");
     }
