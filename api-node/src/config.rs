@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use shared::config::{parse_or, string_or, ConfigError, Source};
+use shared::secret::{Secret, SecretUrl};
 
 use crate::datastore::sql::{DbUrl, DbUrlError};
 
@@ -28,6 +29,16 @@ pub const VARIABLES: &[Variable] = &[
         help: "node type: full, api (the management API is served by both)",
     },
     Variable { name: "FN_PORT", default: "8080", help: "HTTP listen port (0 picks a free one)" },
+    Variable {
+        name: "FN_LISTEN_HOST",
+        default: "0.0.0.0",
+        help: "address the HTTP server binds (0.0.0.0: all IPv4 interfaces, :: all interfaces, 127.0.0.1 loopback only)",
+    },
+    Variable {
+        name: "FN_GRPC_LISTEN_HOST",
+        default: "<FN_LISTEN_HOST>",
+        help: "address the hybrid gRPC API binds",
+    },
     Variable {
         name: "FN_DB_URL",
         default: "sqlite3://./data/fn.db",
@@ -59,11 +70,21 @@ pub const VARIABLES: &[Variable] = &[
         default: "sqlite3://./data/fn.mq",
         help: "async queue: sqlite3://PATH (embedded, durable; Fn's bolt://PATH too), postgres://..., redis://HOST:PORT",
     },
-    Variable { name: "FN_GRPC_PORT", default: "9190", help: "port of the hybrid gRPC API for runner nodes (0: off)" },
+    Variable {
+        name: "FN_GRPC_PORT",
+        default: "9190",
+        help: "port of the hybrid gRPC API for runner nodes (0: off); opened only while the runner API is served",
+    },
     Variable {
         name: "FN_RUNNER_TOKEN",
         default: "",
-        help: "when set, runner nodes must present it (Authorization: Bearer) on the hybrid API",
+        help: "token runner nodes must present (Authorization: Bearer) on the runner API, HTTP and gRPC; \
+               without it or FN_NODE_CERT_AUTHORITY an api node refuses to start and a full node serves no runner API",
+    },
+    Variable {
+        name: "FN_RUNNER_API_INSECURE",
+        default: "false",
+        help: "true: serve the runner API (HTTP /v2/runner and gRPC) to anybody, without runner credentials; trusted networks only",
     },
     Variable {
         name: "FN_NODE_CERT",
@@ -74,7 +95,7 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "FN_NODE_CERT_AUTHORITY",
         default: "",
-        help: "PEM CA that runner client certificates must chain to (mutual TLS)",
+        help: "PEM CA that runner client certificates must chain to (mutual TLS on gRPC; needs FN_NODE_CERT)",
     },
     Variable {
         name: "FN_ASYNC_LEASE_MSECS",
@@ -95,6 +116,21 @@ pub const VARIABLES: &[Variable] = &[
         name: "FN_ASYNC_RETRY_BACKOFF_MSECS",
         default: "1000",
         help: "delay before the first retry of an async call; doubled for each further one",
+    },
+    Variable {
+        name: "FN_HTTP_HEADER_TIMEOUT_MSECS",
+        default: "5000",
+        help: "a client must send a request's whole head within this, or the connection is closed (0: no limit)",
+    },
+    Variable {
+        name: "FN_HTTP_BODY_IDLE_TIMEOUT_MSECS",
+        default: "30000",
+        help: "a request body that stalls this long between two chunks is answered 408 and its connection closed (0: no limit)",
+    },
+    Variable {
+        name: "FN_HTTP_KEEPALIVE_MSECS",
+        default: "5000",
+        help: "an idle kept-alive connection (HTTP, and the gRPC keepalive ping interval) is closed after this (0: no keep-alive)",
     },
 ];
 
@@ -153,10 +189,19 @@ fn grpc_tls(src: &dyn Source) -> Result<Option<crate::hybrid::grpc::GrpcTls>, Co
             }),
         }
     };
-    let Some(cert) = read("FN_NODE_CERT")? else { return Ok(None) };
+    let client_ca = read("FN_NODE_CERT_AUTHORITY")?;
+    let Some(cert) = read("FN_NODE_CERT")? else {
+        return match client_ca {
+            // A CA without a listener certificate would authenticate nobody while looking as if it did.
+            Some(_) => Err(ConfigError::Missing(
+                "FN_NODE_CERT_AUTHORITY is set but FN_NODE_CERT is not: mutual TLS needs the gRPC listener's certificate and key (FN_NODE_CERT, FN_NODE_CERT_KEY)".into(),
+            )),
+            None => Ok(None),
+        };
+    };
     let key = read("FN_NODE_CERT_KEY")?
         .ok_or_else(|| ConfigError::Missing("FN_NODE_CERT is set but FN_NODE_CERT_KEY is not".into()))?;
-    Ok(Some(crate::hybrid::grpc::GrpcTls { cert, key, client_ca: read("FN_NODE_CERT_AUTHORITY")? }))
+    Ok(Some(crate::hybrid::grpc::GrpcTls { cert, key: Secret::new(key), client_ca }))
 }
 
 /// The API node's settings.
@@ -166,8 +211,10 @@ pub struct Settings {
     pub node_type: NodeType,
     /// `FN_PORT`; 0 binds a free port (tests).
     pub port: u16,
-    /// Address to bind; all interfaces by default.
+    /// `FN_LISTEN_HOST`: the address the HTTP server binds; all IPv4 interfaces by default.
     pub bind_host: String,
+    /// `FN_GRPC_LISTEN_HOST`: the address the gRPC listener binds; `FN_LISTEN_HOST` by default.
+    pub grpc_bind_host: String,
     /// `FN_DB_URL`, parsed.
     pub db_url: DbUrl,
     /// `FN_DS_DB_PING_MAX_RETRIES`.
@@ -182,18 +229,22 @@ pub struct Settings {
     pub public_url: String,
     /// HTTP worker threads; 0 is one per CPU core (actix's default).
     pub workers: usize,
-    /// `FN_MQ_URL`.
-    pub mq_url: String,
+    /// `FN_MQ_URL` (may carry a password).
+    pub mq_url: SecretUrl,
     /// `FN_GRPC_PORT`; `None` turns the gRPC listener off.
     pub grpc_port: Option<u16>,
     /// `FN_RUNNER_TOKEN`.
-    pub runner_token: Option<String>,
+    pub runner_token: Option<Secret>,
+    /// `FN_RUNNER_API_INSECURE`: serve the runner API without runner credentials.
+    pub runner_api_insecure: bool,
     /// TLS of the gRPC listener, from `FN_NODE_CERT`, `FN_NODE_CERT_KEY`, `FN_NODE_CERT_AUTHORITY`.
     pub grpc_tls: Option<crate::hybrid::grpc::GrpcTls>,
     /// `FN_ASYNC_*`: how queued calls are held and retried.
     pub async_policy: crate::direct::AsyncPolicy,
     /// `FN_LOST_CALL_AFTER_MSECS`: when a still-running call counts as lost; `None` never.
     pub lost_call_after: Option<Duration>,
+    /// `FN_HTTP_*_MSECS`: how long slow or idle clients may hold a connection.
+    pub http_timeouts: runner_node::slow_clients::HttpTimeouts,
 }
 
 impl Settings {
@@ -231,10 +282,15 @@ impl Settings {
             })?;
             trimmed
         };
-        Ok(Settings {
+        let bind_host = string_or(src, "FN_LISTEN_HOST", "").trim().to_string();
+        let bind_host = if bind_host.is_empty() { "0.0.0.0".to_string() } else { bind_host };
+        let grpc_bind_host = string_or(src, "FN_GRPC_LISTEN_HOST", "").trim().to_string();
+        let grpc_bind_host = if grpc_bind_host.is_empty() { bind_host.clone() } else { grpc_bind_host };
+        let settings = Settings {
             node_type: NodeType::parse(&string_or(src, "FN_NODE_TYPE", "full"))?,
             port,
-            bind_host: "0.0.0.0".into(),
+            bind_host,
+            grpc_bind_host,
             db_url,
             db_ping_retries: parse_or(src, "FN_DS_DB_PING_MAX_RETRIES", 10)?,
             log_level: string_or(src, "FN_LOG_LEVEL", "info"),
@@ -242,9 +298,10 @@ impl Settings {
             max_request_size: (max > 0).then_some(max),
             public_url,
             workers: 0,
-            mq_url: string_or(src, "FN_MQ_URL", "sqlite3://./data/fn.mq"),
+            mq_url: SecretUrl::new(string_or(src, "FN_MQ_URL", "sqlite3://./data/fn.mq")),
             grpc_port: Some(parse_or(src, "FN_GRPC_PORT", 9190u16)?).filter(|p| *p != 0),
-            runner_token: src.get("FN_RUNNER_TOKEN").filter(|t| !t.is_empty()),
+            runner_token: src.get("FN_RUNNER_TOKEN").filter(|t| !t.is_empty()).map(Secret::new),
+            runner_api_insecure: parse_or(src, "FN_RUNNER_API_INSECURE", false)?,
             grpc_tls: grpc_tls(src)?,
             async_policy: crate::direct::AsyncPolicy {
                 lease: Duration::from_millis(parse_or(src, "FN_ASYNC_LEASE_MSECS", 30_000u64)?),
@@ -253,7 +310,41 @@ impl Settings {
             },
             // The longest call (an async route, 3600 s) plus ten minutes for pulls, starts and leases.
             lost_call_after: shared::config::msecs_or(src, "FN_LOST_CALL_AFTER_MSECS", 4_200_000)?,
-        })
+            http_timeouts: runner_node::slow_clients::HttpTimeouts::from_source(src)?,
+        };
+        if settings.node_type == NodeType::Api && !settings.serves_runner_api() {
+            return Err(ConfigError::Missing(
+                "an api node (FN_NODE_TYPE=api) serves runner nodes, so it must be able to authenticate them: \
+                 set FN_RUNNER_TOKEN (and the same on every runner), or FN_NODE_CERT, FN_NODE_CERT_KEY and \
+                 FN_NODE_CERT_AUTHORITY for mutual TLS on gRPC; FN_RUNNER_API_INSECURE=true serves the runner \
+                 API to anybody who can reach it (trusted networks only)"
+                    .into(),
+            )
+            .into());
+        }
+        Ok(settings)
+    }
+
+    /// Whether runners can be authenticated by a client certificate (gRPC with mutual TLS).
+    fn runner_certs(&self) -> bool {
+        self.grpc_tls.as_ref().is_some_and(|t| t.client_ca.is_some())
+    }
+
+    /// Whether the runner API is served at all: only when runners can be authenticated (a token or
+    /// client certificates) or the operator opted out with `FN_RUNNER_API_INSECURE=true`.
+    pub fn serves_runner_api(&self) -> bool {
+        self.runner_token.is_some() || self.runner_certs() || self.runner_api_insecure
+    }
+
+    /// Whether `/v2/runner` is mounted: it can authenticate only by token, so not with client
+    /// certificates alone.
+    pub fn serves_runner_http(&self) -> bool {
+        self.runner_token.is_some() || self.runner_api_insecure
+    }
+
+    /// The gRPC port to open, when the runner API is served and `FN_GRPC_PORT` is not 0.
+    pub fn runner_grpc_port(&self) -> Option<u16> {
+        self.grpc_port.filter(|_| self.serves_runner_api())
     }
 
     /// Settings for tests and benchmarks: loopback, a free port, the given database.
@@ -262,6 +353,7 @@ impl Settings {
             node_type: NodeType::Full,
             port: 0,
             bind_host: "127.0.0.1".into(),
+            grpc_bind_host: "127.0.0.1".into(),
             db_url,
             db_ping_retries: 0,
             log_level: "warn".into(),
@@ -269,12 +361,14 @@ impl Settings {
             max_request_size: None,
             public_url: "http://localhost:8080".into(),
             workers: 1,
-            mq_url: "memory://".into(),
+            mq_url: SecretUrl::new("memory://"),
             grpc_port: None,
             runner_token: None,
+            runner_api_insecure: false,
             grpc_tls: None,
             async_policy: crate::direct::AsyncPolicy::default(),
             lost_call_after: None,
+            http_timeouts: runner_node::slow_clients::HttpTimeouts::default(),
         }
     }
 
@@ -327,6 +421,88 @@ mod tests {
         assert!(e.contains("FN_PORT"), "{e}");
         let e = Settings::from_source(&env(&[("FN_NODE_TYPE", "runner")])).unwrap_err().to_string();
         assert!(e.contains("FN_NODE_TYPE"), "{e}");
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let (cert, key, ca) = (write("c.pem", "CERT"), write("k.pem", "KEY-MATERIAL-xyz"), write("ca.pem", "CA"));
+        let s = Settings::from_source(&env(&[
+            ("FN_DB_URL", "postgres://fn:db-pass-1@db:5432/fn?sslmode=disable&password=db-pass-2"),
+            ("FN_MQ_URL", "redis://:mq-pass-1@mq:6379/0?token=mq-pass-2"),
+            ("FN_RUNNER_TOKEN", "runner-token-3"),
+            ("FN_NODE_CERT", &cert),
+            ("FN_NODE_CERT_KEY", &key),
+            ("FN_NODE_CERT_AUTHORITY", &ca),
+        ]))
+        .unwrap();
+        let debug = format!("{s:?}");
+        for secret in ["db-pass-1", "db-pass-2", "mq-pass-1", "mq-pass-2", "runner-token-3", "KEY-MATERIAL"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("postgres://fn:***@db:5432/fn?sslmode=disable&password=***"), "{debug}");
+        // The values themselves still reach the code that needs them.
+        assert_eq!(s.runner_token.as_ref().map(|t| t.expose().as_str()), Some("runner-token-3"));
+        assert!(s.mq_url.expose().contains("mq-pass-1"));
+    }
+
+    #[test]
+    fn runner_api_is_closed_by_default() {
+        let s = Settings::from_source(&env(&[])).unwrap();
+        assert!(!s.serves_runner_api() && !s.serves_runner_http(), "a full node serves no runner API by default");
+        assert_eq!(s.runner_grpc_port(), None, "nor opens the gRPC port");
+        assert_eq!((s.bind_host.as_str(), s.grpc_bind_host.as_str()), ("0.0.0.0", "0.0.0.0"));
+
+        let e = Settings::from_source(&env(&[("FN_NODE_TYPE", "api")])).unwrap_err().to_string();
+        assert!(e.contains("FN_RUNNER_TOKEN") && e.contains("FN_NODE_CERT_AUTHORITY") && e.contains("FN_RUNNER_API_INSECURE=true"), "{e}");
+
+        for node_type in ["api", "full"] {
+            let s = Settings::from_source(&env(&[("FN_NODE_TYPE", node_type), ("FN_RUNNER_TOKEN", "t")])).unwrap();
+            assert!(s.serves_runner_http() && s.runner_grpc_port() == Some(9190), "{node_type} with a token");
+            let s = Settings::from_source(&env(&[("FN_NODE_TYPE", node_type), ("FN_RUNNER_API_INSECURE", "true")])).unwrap();
+            assert!(s.serves_runner_http() && s.runner_grpc_port() == Some(9190), "{node_type} opted out");
+        }
+        let s = Settings::from_source(&env(&[("FN_RUNNER_TOKEN", "t"), ("FN_GRPC_PORT", "0")])).unwrap();
+        assert_eq!(s.runner_grpc_port(), None);
+        let e = Settings::from_source(&env(&[("FN_RUNNER_API_INSECURE", "yes")])).unwrap_err().to_string();
+        assert!(e.contains("FN_RUNNER_API_INSECURE"), "{e}");
+    }
+
+    #[test]
+    fn client_certificates_alone_serve_grpc_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, "PEM").unwrap();
+            p.display().to_string()
+        };
+        let (cert, key, ca) = (path("c.pem"), path("k.pem"), path("ca.pem"));
+        let s = Settings::from_source(&env(&[
+            ("FN_NODE_TYPE", "api"),
+            ("FN_NODE_CERT", &cert),
+            ("FN_NODE_CERT_KEY", &key),
+            ("FN_NODE_CERT_AUTHORITY", &ca),
+        ]))
+        .unwrap();
+        assert!(s.serves_runner_api() && !s.serves_runner_http(), "/v2/runner cannot check a client certificate");
+        assert_eq!(s.runner_grpc_port(), Some(9190));
+        let e = Settings::from_source(&env(&[("FN_NODE_CERT_AUTHORITY", &ca)])).unwrap_err().to_string();
+        assert!(e.contains("FN_NODE_CERT_AUTHORITY") && e.contains("FN_NODE_CERT"), "{e}");
+        let s = Settings::from_source(&env(&[("FN_NODE_CERT", &cert), ("FN_NODE_CERT_KEY", &key)])).unwrap();
+        assert!(!s.serves_runner_api(), "TLS without a client CA authenticates nobody");
+    }
+
+    #[test]
+    fn listen_hosts() {
+        let s = Settings::from_source(&env(&[("FN_LISTEN_HOST", "127.0.0.1")])).unwrap();
+        assert_eq!((s.bind_host.as_str(), s.grpc_bind_host.as_str()), ("127.0.0.1", "127.0.0.1"));
+        let s = Settings::from_source(&env(&[("FN_LISTEN_HOST", "127.0.0.1"), ("FN_GRPC_LISTEN_HOST", "::")])).unwrap();
+        assert_eq!((s.bind_host.as_str(), s.grpc_bind_host.as_str()), ("127.0.0.1", "::"));
     }
 
     #[test]

@@ -43,31 +43,40 @@ impl Node {
         listeners: Listeners,
         mut ext: Extensions,
     ) -> Result<Node, StartError> {
-        let queue = crate::queue::open(&settings.mq_url, settings.db_ping_retries)
+        let queue = crate::queue::open(settings.mq_url.expose(), settings.db_ping_retries)
             .await
-            .map_err(|e| StartError::Queue { url: redact(&settings.mq_url), cause: e.to_string() })?;
+            .map_err(|e| StartError::Queue { url: settings.mq_url.redacted(), cause: e.to_string() })?;
         let store = ListeningStore::wrap(store, listeners);
         let data: Arc<dyn DataAccess> = Arc::new(DirectDataAccess::new(store.clone(), queue, settings.async_policy));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
 
-        let token: Option<Arc<str>> = settings.runner_token.as_deref().map(Arc::from);
-        let state = hybrid::http::HybridState { data: data.clone(), token: token.clone() };
-        ext.configure.push(Arc::new(move |cfg| hybrid::http::configure(cfg, state.clone())));
+        let token = settings.runner_token.clone();
+        if settings.serves_runner_api() && token.is_none() && settings.runner_api_insecure {
+            tracing::warn!(
+                "FN_RUNNER_API_INSECURE=true: the runner API (HTTP /v2/runner and gRPC) serves anybody who can reach it, \
+                 without authentication; set FN_RUNNER_TOKEN for anything but a trusted network"
+            );
+        }
+        if settings.serves_runner_http() {
+            let state = hybrid::http::HybridState { data: data.clone(), token: token.clone() };
+            ext.configure.push(Arc::new(move |cfg| hybrid::http::configure(cfg, state.clone())));
+        }
 
         let mut grpc_addr = None;
-        if let Some(port) = settings.grpc_port {
-            let addr = format!("{}:{port}", settings.bind_host);
-            let listener = tokio::net::TcpListener::bind(&addr)
+        if let Some(port) = settings.runner_grpc_port() {
+            let host = settings.grpc_bind_host.as_str();
+            let listener = tokio::net::TcpListener::bind((host, port))
                 .await
-                .map_err(|cause| StartError::Bind { addr: addr.clone(), cause })?;
+                .map_err(|cause| StartError::Bind { addr: format!("{host}:{port} (FN_GRPC_LISTEN_HOST, FN_GRPC_PORT)"), cause })?;
             grpc_addr = listener.local_addr().ok();
             let (data, tls, mut stopped) = (data.clone(), settings.grpc_tls.clone(), stopped.clone());
+            let timeouts = settings.http_timeouts;
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = hybrid::grpc::serve_on(listener, data, token, tls, shutdown).await {
+                if let Err(e) = hybrid::grpc::serve_on_with(listener, data, token, tls, &timeouts, shutdown).await {
                     tracing::error!(error = %e, "hybrid gRPC API stopped");
                 }
             }));
@@ -80,11 +89,12 @@ impl Node {
         let mut agent = None;
         if settings.node_type == NodeType::Full {
             let config = AgentConfig::from_env().map_err(|e| StartError::Agent(e.to_string()))?;
-            let a = Arc::new(
-                Agent::new(config, Arc::new(DataAccessRecorder(data.clone())))
-                    .await
-                    .map_err(|e| StartError::Agent(e.to_string()))?,
-            );
+            let a = Arc::new(Agent::new(config, Arc::new(DataAccessRecorder(data.clone()))).await.map_err(|e| {
+                StartError::Agent(format!(
+                    "{e}; a full node runs functions in Docker: start the Docker engine (or point DOCKER_HOST at one) \
+                     and check that `docker info` works for this user, or run FN_NODE_TYPE=api with runner nodes elsewhere"
+                ))
+            })?);
             let state = InvokeState::new(a.clone(), data.clone());
             ext.configure.push(Arc::new(move |cfg| invoke_routes(cfg, state.clone())));
             tasks.push(tokio::spawn(runner_node::async_loop::run(a.clone(), data.clone(), stopped.clone())));
@@ -95,6 +105,7 @@ impl Node {
         if let Some(addr) = grpc_addr {
             tracing::info!(%addr, "hybrid gRPC API listening");
         }
+        tracing::info!("{}", ready_line(settings, &http, agent.is_some(), grpc_addr));
         Ok(Node { http, grpc_addr, agent, data, stop, tasks })
     }
 
@@ -150,16 +161,34 @@ async fn end_lost_calls(store: Arc<dyn Datastore>, after: std::time::Duration, m
     }
 }
 
-/// A URL with its password replaced by `***`, for messages.
-fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rfind('@') {
-            Some(at) => {
-                let user = rest[..at].split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}:***{}", &rest[at..])
-            }
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
+/// The one line a newcomer needs at start: the URL to call, where the data lives, whether functions can
+/// run (Docker) and whether runners can connect.
+fn ready_line(settings: &Settings, http: &RunningServer, docker: bool, grpc: Option<SocketAddr>) -> String {
+    let url = if http.addr.ip().is_unspecified() {
+        format!("http://localhost:{}", http.addr.port())
+    } else {
+        http.url()
+    };
+    let functions = if docker {
+        "Docker engine found, functions run there".to_string()
+    } else {
+        "runs no functions itself (FN_NODE_TYPE=api): start runner nodes with FN_RUNNER_API_URL pointing here".to_string()
+    };
+    let runners = if settings.serves_runner_api() {
+        let mut on = Vec::new();
+        if settings.serves_runner_http() {
+            on.push(format!("{url}/v2/runner"));
+        }
+        if let Some(addr) = grpc {
+            on.push(format!("gRPC {addr}"));
+        }
+        format!("runner API on {}", on.join(" and "))
+    } else {
+        "runner API off (FN_RUNNER_TOKEN turns it on)".to_string()
+    };
+    format!(
+        "fn is ready at {url}: data in {}, queue in {}; {functions}; {runners}",
+        settings.db_url.redacted(),
+        settings.mq_url.redacted()
+    )
 }

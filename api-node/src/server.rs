@@ -83,11 +83,16 @@ impl RunningServer {
 }
 
 /// Installs the global `tracing` subscriber: `FN_LOG_LEVEL` (a level or a filter directive), text or
-/// JSON lines on stderr. A second call (tests) is a no-op.
+/// JSON lines on stderr, coloured only when stderr is a terminal. A second call (tests) is a no-op.
 pub fn init_tracing(settings: &Settings) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only for a terminal: in a file or a log collector they are noise.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match settings.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -114,12 +119,17 @@ pub async fn start(
         AppState::new(ListeningStore::wrap(store, listeners), &settings.public_url, settings.max_request_size);
     state.ext = ext;
     state.node_type = settings.node_type;
-    let addr = format!("{}:{}", settings.bind_host, settings.port);
-    let mut server = HttpServer::new(move || http::build(state.clone()));
+    let addr = format!("{}:{} (FN_LISTEN_HOST, FN_PORT)", settings.bind_host, settings.port);
+    let timeouts = settings.http_timeouts;
+    let mut server = HttpServer::new(move || http::build(state.clone()).wrap(timeouts.body_idle_timeout()))
+        .client_request_timeout(timeouts.client_request_timeout())
+        .keep_alive(timeouts.keep_alive());
     if settings.workers > 0 {
         server = server.workers(settings.workers);
     }
-    let server = server.bind(&addr).map_err(|cause| StartError::Bind { addr: addr.clone(), cause })?;
+    let server = server
+        .bind((settings.bind_host.as_str(), settings.port))
+        .map_err(|cause| StartError::Bind { addr: addr.clone(), cause })?;
     let bound = server
         .addrs()
         .first()
@@ -135,7 +145,7 @@ pub async fn start(
 /// The node's life: log, connect, serve until a signal, shut down gracefully.
 pub async fn run(settings: Settings) -> Result<(), StartError> {
     init_tracing(&settings);
-    tracing::info!(db = %settings.db_url.redacted(), port = settings.port, "starting api-node");
+    tracing::info!(db = %settings.db_url.redacted(), mq = %settings.mq_url, port = settings.port, "starting api-node");
     let store = connect_store(&settings).await?;
     let node = crate::node::Node::start(&settings, Arc::new(store.clone()), Listeners::default(), Extensions::default()).await?;
     let result = node.wait().await;

@@ -185,7 +185,7 @@ async fn grpc_with_mutual_tls() {
     let w = world(Backend::Sqlite).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let tls = GrpcTls { cert: read("server.pem"), key: read("server.key"), client_ca: Some(read("ca.pem")) };
+    let tls = GrpcTls { cert: read("server.pem"), key: read("server.key").into(), client_ca: Some(read("ca.pem")) };
     tokio::spawn(serve_on(listener, w.data.clone(), None, Some(tls), std::future::pending()));
     let url = format!("grpcs://localhost:{port}");
 

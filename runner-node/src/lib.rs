@@ -33,6 +33,7 @@ pub mod node;
 mod protocol;
 pub mod recorder;
 pub mod resources;
+pub mod slow_clients;
 mod slots;
 #[cfg(feature = "testing")]
 pub mod testing;

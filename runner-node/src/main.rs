@@ -1,5 +1,7 @@
 //! The `runner-node` binary: a stateless runner node (see `runner_node::node`).
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 
 #[tokio::main]
@@ -12,7 +14,12 @@ async fn main() -> anyhow::Result<()> {
         .context("invalid configuration (see runner-node --help)")?;
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour codes only for a terminal: in a file or a log collector they are noise.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     runner_node::node::run(settings).await?;
     Ok(())
 }

@@ -10,10 +10,12 @@ use std::time::Duration;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::json;
 use shared::config::{is_set, parse_or, string_or, ConfigError, Source};
+use shared::secret::{Secret, SecretUrl};
 use tokio::sync::watch;
 
 use crate::hybrid::{self, HybridSettings};
 use crate::http::{configure as invoke_routes, DataAccessRecorder, InvokeState};
+use crate::slow_clients::HttpTimeouts;
 use crate::{Agent, AgentConfig};
 
 /// The runner node's own settings (the agent reads its `FN_*` settings itself).
@@ -21,10 +23,14 @@ use crate::{Agent, AgentConfig};
 pub struct RunnerSettings {
     /// `FN_PORT` (8080); 0 picks a free port.
     pub port: u16,
+    /// `FN_LISTEN_HOST` (0.0.0.0): the address the invoke paths are served on.
+    pub listen_host: String,
     /// `FN_RUNNER_API_URL`: `http://...` or `grpc://...` / `grpcs://...`.
-    pub api_url: String,
+    pub api_url: SecretUrl,
     /// `FN_RUNNER_TOKEN`.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
+    /// `FN_HTTP_*_MSECS`: slow-client limits of the HTTP server.
+    pub http_timeouts: HttpTimeouts,
     /// Cache, buffer and TLS settings of the hybrid client.
     pub hybrid: HybridSettings,
     /// `FN_LOG_LEVEL`.
@@ -71,10 +77,13 @@ impl RunnerSettings {
         let api_url = src.get("FN_RUNNER_API_URL").filter(|u| !u.is_empty()).ok_or_else(|| {
             ConfigError::Missing("No FN_RUNNER_API_URL provided for an Fn Runner node.".into())
         })?;
+        let listen_host = string_or(src, "FN_LISTEN_HOST", "").trim().to_string();
         Ok(RunnerSettings {
             port: parse_or(src, "FN_PORT", 8080)?,
-            api_url,
-            token: src.get("FN_RUNNER_TOKEN").filter(|t| !t.is_empty()),
+            listen_host: if listen_host.is_empty() { "0.0.0.0".into() } else { listen_host },
+            api_url: SecretUrl::new(api_url),
+            token: src.get("FN_RUNNER_TOKEN").filter(|t| !t.is_empty()).map(Secret::new),
+            http_timeouts: HttpTimeouts::from_source(src)?,
             hybrid: HybridSettings::from_source(src).map_err(|e| RunnerError::Client(e.to_string()))?,
             log_level: string_or(src, "FN_LOG_LEVEL", "info"),
             run_async: parse_or(src, "FN_RUNNER_ASYNC", true)?,
@@ -89,6 +98,10 @@ impl RunnerSettings {
             "  FN_RUNNER_API_URL          (required) API node: http://HOST:PORT, grpc://HOST:PORT or grpcs://HOST:PORT",
             "  FN_RUNNER_TOKEN            default none   token the API node demands (FN_RUNNER_TOKEN there)",
             "  FN_PORT                    default 8080   HTTP port of the invoke paths",
+            "  FN_LISTEN_HOST             default 0.0.0.0  address the invoke paths are served on (127.0.0.1: loopback only)",
+            "  FN_HTTP_HEADER_TIMEOUT_MSECS     default 5000   a request's whole head must arrive within this (0: no limit)",
+            "  FN_HTTP_BODY_IDLE_TIMEOUT_MSECS  default 30000  a body stalled this long between chunks is answered 408 (0: no limit)",
+            "  FN_HTTP_KEEPALIVE_MSECS          default 5000   idle kept-alive connections are closed after this (0: no keep-alive)",
             "  FN_RUNNER_CACHE_TTL_MSECS  default 5000   how long fetched apps, fns, routes and triggers are reused",
             "  FN_RUNNER_REPORT_BUFFER    default 10000  call reports kept while the API node is unreachable",
             "  FN_RUNNER_API_CA           default none   CA of the API node's gRPC certificate (grpcs://)",
@@ -104,7 +117,8 @@ impl RunnerSettings {
 /// Runs the runner node until SIGTERM/SIGINT; then stops taking calls, finishes those in flight, removes
 /// its containers and delivers the call reports it still holds.
 pub async fn run(settings: RunnerSettings) -> Result<(), RunnerError> {
-    let (data, flusher) = hybrid::connect_with_flusher(&settings.api_url, settings.token.clone(), &settings.hybrid)
+    let token = settings.token.as_ref().map(|t| t.expose().clone());
+    let (data, flusher) = hybrid::connect_with_flusher(settings.api_url.expose(), token, &settings.hybrid)
         .map_err(|e| RunnerError::Client(e.to_string()))?;
     let config = AgentConfig::from_env().map_err(RunnerError::Agent)?;
     let agent = Arc::new(
@@ -116,6 +130,7 @@ pub async fn run(settings: RunnerSettings) -> Result<(), RunnerError> {
         .then(|| tokio::spawn(crate::async_loop::run(agent.clone(), data.clone(), stopped.clone())));
 
     let state = InvokeState::new(agent.clone(), data.clone());
+    let timeouts = settings.http_timeouts;
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new()
@@ -123,9 +138,16 @@ pub async fn run(settings: RunnerSettings) -> Result<(), RunnerError> {
             .route("/", web::get().to(hello))
             .route("/version", web::get().to(version))
             .default_service(web::to(not_served))
+            .wrap(timeouts.body_idle_timeout())
     })
-    .bind(("0.0.0.0", settings.port))?;
-    tracing::info!(port = settings.port, api = %settings.api_url, "runner-node listening");
+    .client_request_timeout(timeouts.client_request_timeout())
+    .keep_alive(timeouts.keep_alive())
+    .bind((settings.listen_host.as_str(), settings.port))
+    .map_err(|cause| {
+        RunnerError::Io(std::io::Error::new(cause.kind(), format!("cannot listen on {}:{}: {cause}", settings.listen_host, settings.port)))
+    })?;
+    let addr = server.addrs().first().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(%addr, api = %settings.api_url, "runner-node listening");
     let result = server.run().await;
 
     let _ = stop.send(true);
@@ -187,6 +209,22 @@ mod tests {
             .to_string();
         assert!(e.contains("FN_NODE_TYPE"), "{e}");
         let s = RunnerSettings::from_source(&env(&[("FN_RUNNER_API_URL", "grpc://a:1"), ("FN_RUNNER_TOKEN", "t")])).unwrap();
-        assert_eq!((s.port, s.token.as_deref(), s.run_async), (8080, Some("t"), true));
+        assert_eq!((s.port, s.token.as_ref().map(|t| t.expose().as_str()), s.run_async), (8080, Some("t"), true));
+        assert_eq!(s.listen_host, "0.0.0.0");
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let s = RunnerSettings::from_source(&env(&[
+            ("FN_RUNNER_API_URL", "http://runner:pw-in-url@api:1/?token=tok-in-query"),
+            ("FN_RUNNER_TOKEN", "the-runner-token"),
+            ("FN_LISTEN_HOST", "127.0.0.1"),
+        ]))
+        .unwrap();
+        let debug = format!("{s:?}");
+        for secret in ["pw-in-url", "tok-in-query", "the-runner-token"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("127.0.0.1"), "{debug}");
     }
 }

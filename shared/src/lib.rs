@@ -15,6 +15,7 @@ pub mod cursor;
 pub mod error;
 pub mod id;
 pub mod models;
+pub mod secret;
 pub mod time;
 
 pub use error::Error;

@@ -3,8 +3,11 @@
 //! Errors travel as a gRPC status whose message is Fn's message and whose `fn-status` metadata holds
 //! Fn's HTTP status, so the runner rebuilds the same `shared::Error` as over HTTP.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use proto::hybrid::hybrid_server::{Hybrid, HybridServer};
@@ -13,8 +16,12 @@ use proto::hybrid::{
     NameRequest, RouteRequest, TriggerRequest,
 };
 use runner_node::{DataAccess, Delivery};
+use shared::secret::Secret;
 use shared::{Call, Error, QueuedCall};
 use tonic::metadata::MetadataValue;
+use runner_node::slow_clients::HttpTimeouts;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
@@ -23,8 +30,8 @@ use tonic::{Request, Response, Status};
 pub struct GrpcTls {
     /// PEM certificate chain of this node.
     pub cert: Vec<u8>,
-    /// PEM private key of this node.
-    pub key: Vec<u8>,
+    /// PEM private key of this node (redacted in `Debug`).
+    pub key: Secret<Vec<u8>>,
     /// PEM CA that runner certificates must chain to; when set, runners must present one (mTLS).
     pub client_ca: Option<Vec<u8>>,
 }
@@ -146,7 +153,7 @@ impl Hybrid for HybridService {
 pub async fn serve(
     addr: SocketAddr,
     data: Arc<dyn DataAccess>,
-    token: Option<Arc<str>>,
+    token: Option<Secret>,
     tls: Option<GrpcTls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), GrpcError> {
@@ -154,34 +161,128 @@ pub async fn serve(
     serve_on(listener, data, token, tls, shutdown).await
 }
 
-/// As [`serve`], on a listener the caller bound (tests bind port 0 and read the address first).
+/// As [`serve`], on a listener the caller bound (tests bind port 0 and read the address first), with
+/// the default slow-client limits.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     data: Arc<dyn DataAccess>,
-    token: Option<Arc<str>>,
+    token: Option<Secret>,
     tls: Option<GrpcTls>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), GrpcError> {
+    serve_on_with(listener, data, token, tls, &HttpTimeouts::default(), shutdown).await
+}
+
+/// Longest interval between HTTP/2 pings to a connected runner: its answers are what keeps an
+/// otherwise quiet connection (a runner waiting on a long-poll) from counting as idle.
+const MAX_PING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// As [`serve_on`], with the node's slow-client limits (`FN_HTTP_*_MSECS`): a connection whose peer
+/// sends nothing, not even a ping answer, for the body idle time is closed (this also cuts a client
+/// that stalls in the TLS handshake or the HTTP/2 preface); the server pings at a third of that (at
+/// most every 10 s) and drops the connection when a ping goes unanswered for the header time; a
+/// request may take at most the longest long-poll plus the body idle time.
+pub async fn serve_on_with(
+    listener: tokio::net::TcpListener,
+    data: Arc<dyn DataAccess>,
+    token: Option<Secret>,
+    tls: Option<GrpcTls>,
+    timeouts: &HttpTimeouts,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), GrpcError> {
     let check = move |req: Request<()>| {
         let presented = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
-        if super::authorized(token.as_deref(), presented) {
+        if super::authorized(token.as_ref(), presented) {
             Ok(req)
         } else {
             Err(status(Error::Unauthorized))
         }
     };
-    let mut server = Server::builder();
+    let idle = timeouts.body_idle;
+    let ping = idle.map_or(MAX_PING_INTERVAL, |i| (i / 3).min(MAX_PING_INTERVAL)).max(Duration::from_millis(10));
+    let mut server = Server::builder()
+        .http2_keepalive_interval(Some(ping))
+        .http2_keepalive_timeout(Some(timeouts.header.unwrap_or(Duration::from_secs(20))))
+        .tcp_keepalive(Some(Duration::from_secs(60)));
+    if let Some(idle) = idle {
+        server = server.timeout(Duration::from_millis(super::MAX_DEQUEUE_WAIT_MS) + idle);
+    }
     if let Some(tls) = tls {
-        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(tls.cert, tls.key));
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(tls.cert, tls.key.expose()));
         if let Some(ca) = tls.client_ca {
             config = config.client_ca_root(Certificate::from_pem(ca));
         }
         server = server.tls_config(config)?;
     }
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), move |conn| {
+        conn.map(|io| IdleIo { io, idle, timer: None })
+    });
     server
         .add_service(HybridServer::with_interceptor(HybridService { data }, check))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
+}
+
+/// A connection that fails once its peer has sent nothing for `idle` while the server waits to read.
+struct IdleIo {
+    io: tokio::net::TcpStream,
+    idle: Option<Duration>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl AsyncRead for IdleIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.timer = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let Some(idle) = this.idle else { return Poll::Pending };
+                let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "gRPC peer idle too long")))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for IdleIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+impl Connected for IdleIo {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.io.connect_info()
+    }
 }

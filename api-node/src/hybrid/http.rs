@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use runner_node::{DataAccess, Delivery};
 use serde::Deserialize;
 use serde_json::json;
+use shared::secret::Secret;
 use shared::{Call, Error, QueuedCall};
 
 use crate::http::{ApiError, ApiVersion, WithVersion};
@@ -17,7 +18,7 @@ pub struct HybridState {
     /// Storage and queue, in-process.
     pub data: Arc<dyn DataAccess>,
     /// `FN_RUNNER_TOKEN`, when runners must present one.
-    pub token: Option<Arc<str>>,
+    pub token: Option<Secret>,
 }
 
 /// Mounts the hybrid endpoints.
@@ -57,7 +58,7 @@ type Reply = Result<HttpResponse, ApiError>;
 /// The state, once the caller proved it is a runner.
 fn authorize<'a>(req: &HttpRequest, state: &'a web::Data<HybridState>) -> Result<&'a dyn DataAccess, ApiError> {
     let presented = req.headers().get("authorization").and_then(|v| v.to_str().ok());
-    if !super::authorized(state.token.as_deref(), presented) {
+    if !super::authorized(state.token.as_ref(), presented) {
         return Err(ApiVersion::V2.err(Error::Unauthorized));
     }
     Ok(state.data.as_ref())

@@ -6,8 +6,14 @@
 //! `/v2/runner`) and gRPC ([`grpc`], on `FN_GRPC_PORT`); runners pick the transport from the scheme of
 //! `FN_RUNNER_API_URL`. Both carry domain objects as Fn JSON and errors as Fn's status and message.
 //!
-//! When `FN_RUNNER_TOKEN` is set, both transports demand it (`Authorization: Bearer <token>`, as an
-//! HTTP header or gRPC metadata) and answer 401 / `UNAUTHENTICATED` otherwise, before doing anything.
+//! Closed by default: the runner API is served only when runners can be authenticated. With
+//! `FN_RUNNER_TOKEN` both transports demand it (`Authorization: Bearer <token>`, as an HTTP header or
+//! gRPC metadata, compared in constant time) and answer 401 / `UNAUTHENTICATED` otherwise, before doing
+//! anything. With a client CA (`FN_NODE_CERT_AUTHORITY`) gRPC demands a client certificate (mutual TLS);
+//! HTTP cannot check one, so without a token `/v2/runner` is not mounted at all. An api node with
+//! neither refuses to start, and a full node serves no runner API (no `/v2/runner`, no gRPC port),
+//! unless `FN_RUNNER_API_INSECURE=true` opts out, which is logged as a warning at start
+//! (see [`crate::config::Settings::serves_runner_api`]).
 //!
 //! HTTP endpoints (JSON bodies; errors are v2 `{"message":..}` with Fn's status):
 //!
@@ -27,30 +33,32 @@
 pub mod grpc;
 pub mod http;
 
+use shared::secret::Secret;
+
 /// Longest long-poll a runner may ask for; Fn's was 30 s.
 pub const MAX_DEQUEUE_WAIT_MS: u64 = 30_000;
 
-/// Whether `presented` (an `Authorization` value) carries `token`. No token configured: always true.
-pub fn authorized(token: Option<&str>, presented: Option<&str>) -> bool {
+/// Whether `presented` (an `Authorization` value) carries `token`, compared in constant time. No token
+/// configured: always true (the node serves the API only when another check or the operator's explicit
+/// opt-out stands in for it).
+pub fn authorized(token: Option<&Secret>, presented: Option<&str>) -> bool {
     match token {
         None => true,
-        Some(t) => presented.and_then(|p| p.strip_prefix("Bearer ")).is_some_and(|p| constant_time_eq(p.as_bytes(), t.as_bytes())),
+        Some(t) => presented.and_then(|p| p.strip_prefix("Bearer ")).is_some_and(|p| t.matches(p)),
     }
-}
-
-/// Compares without an early exit, so response time does not reveal how much of a token matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
 mod tests {
+    use shared::secret::Secret;
+
     #[test]
     fn tokens() {
+        let t = Secret::new("s3cret".to_string());
         assert!(super::authorized(None, None));
-        assert!(super::authorized(Some("s3cret"), Some("Bearer s3cret")));
-        assert!(!super::authorized(Some("s3cret"), Some("Bearer s3cre")));
-        assert!(!super::authorized(Some("s3cret"), Some("s3cret")));
-        assert!(!super::authorized(Some("s3cret"), None));
+        assert!(super::authorized(Some(&t), Some("Bearer s3cret")));
+        assert!(!super::authorized(Some(&t), Some("Bearer s3cre")));
+        assert!(!super::authorized(Some(&t), Some("s3cret")));
+        assert!(!super::authorized(Some(&t), None));
     }
 }

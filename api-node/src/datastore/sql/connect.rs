@@ -16,7 +16,7 @@ use crate::datastore::StoreResult;
 ///   is absolute, `sqlite3://./data/fn.db` relative to the working directory.
 /// - `postgres://user:pass@host:port/db` (or `postgresql://`).
 /// - `mysql://user:pass@host:port/db`, and Fn's Go-driver form `mysql://user:pass@tcp(host:port)/db`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct DbUrl {
     raw: String,
     dialect: Dialect,
@@ -42,7 +42,7 @@ impl FromStr for DbUrl {
     type Err = DbUrlError;
 
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        let (scheme, rest) = raw.split_once("://").ok_or_else(|| DbUrlError::NotAUrl(raw.to_string()))?;
+        let (scheme, rest) = raw.split_once("://").ok_or_else(|| DbUrlError::NotAUrl(shared::secret::redact_url(raw)))?;
         let (dialect, connect, sqlite_path) = match scheme.to_ascii_lowercase().as_str() {
             "sqlite3" | "sqlite" => {
                 let path = rest.split('?').next().unwrap_or_default();
@@ -75,16 +75,14 @@ impl DbUrl {
 
     /// The URL as given, with any password replaced by `***`, for logs and error messages.
     pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.raw.split_once("://") else { return self.raw.clone() };
-        match rest.rfind('@') {
-            Some(at) => {
-                let userinfo = &rest[..at];
-                let user = userinfo.split(':').next().unwrap_or_default();
-                let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_string() };
-                format!("{scheme}://{masked}{}", &rest[at..])
-            }
-            None => self.raw.clone(),
-        }
+        shared::secret::redact_url(&self.raw)
+    }
+}
+
+/// Redacted: the URL may carry a password.
+impl std::fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbUrl").field("url", &self.redacted()).field("dialect", &self.dialect).finish_non_exhaustive()
     }
 }
 
