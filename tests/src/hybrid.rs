@@ -28,6 +28,10 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &id[id.len() - 12..])
 }
 
+/// The runner token the e2e tests give API nodes and their runners (an api node refuses to start
+/// without a way to authenticate runners).
+pub const TOKEN: &str = "e2e-runner-token";
+
 /// A fresh directory under the system temp directory.
 pub fn fresh_dir() -> PathBuf {
     let dir = std::env::temp_dir().join("fn-e2e-hybrid").join(unique("node"));

@@ -331,6 +331,7 @@ async fn unreachable_queue_refuses_async_calls_with_503_until_it_is_back() {
 async fn runner(api_url: String, dir: &std::path::Path, instance: &str) -> Node {
     let env: HashMap<String, String> = [
         ("FN_RUNNER_API_URL", api_url),
+        ("FN_RUNNER_TOKEN", e2e::hybrid::TOKEN.to_string()),
         ("FN_INSTANCE_ID", instance.to_string()),
         ("FN_IOFS_PATH", dir.join("io").display().to_string()),
         ("FN_MAX_TOTAL_MEMORY_BYTES", NODE_MEMORY.to_string()),
@@ -355,6 +356,7 @@ async fn thousand_async_calls_survive_a_killed_runner_and_an_api_node_restart() 
     let api_env: HashMap<String, String> = [
         ("FN_NODE_TYPE", "api".to_string()),
         ("FN_GRPC_PORT", grpc_port.to_string()),
+        ("FN_RUNNER_TOKEN", e2e::hybrid::TOKEN.to_string()),
         ("FN_DB_URL", format!("sqlite3://{}/fn.db", dir.path().display())),
         ("FN_MQ_URL", format!("sqlite3://{}/fn.mq", dir.path().display())),
         ("FN_ASYNC_LEASE_MSECS", "2000".to_string()),

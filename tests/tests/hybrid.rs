@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api_node::testing::Backend;
-use e2e::hybrid::{build_images, containers_of, percentile, unique, ApiNode, Client, Reply, Runner, Transport};
+use e2e::hybrid::{build_images, containers_of, percentile, unique, ApiNode, Client, Reply, Runner, Transport, TOKEN};
 use reqwest::Method;
 use serde_json::json;
 
@@ -71,8 +71,8 @@ async fn expect_change_within_ttl(
 
 async fn lifecycle(backend: Backend) {
     build_images(&["echo", "envdump", "crash"]).await.unwrap();
-    let api = ApiNode::start(backend, false, None).await.unwrap();
-    let (http_runner, grpc_runner) = runners(&api, None).await;
+    let api = ApiNode::start(backend, false, Some(TOKEN)).await.unwrap();
+    let (http_runner, grpc_runner) = runners(&api, Some(TOKEN)).await;
     let c = Client::new();
     let a = api.url();
 
@@ -221,8 +221,8 @@ async fn collect(tasks: Vec<tokio::task::JoinHandle<Vec<Shot>>>) -> Vec<Shot> {
 
 async fn api_node_outage(backend: Backend) {
     build_images(&["echo"]).await.unwrap();
-    let mut api = ApiNode::start(backend, false, None).await.unwrap();
-    let (http_runner, grpc_runner) = runners(&api, None).await;
+    let mut api = ApiNode::start(backend, false, Some(TOKEN)).await.unwrap();
+    let (http_runner, grpc_runner) = runners(&api, Some(TOKEN)).await;
     let c = Client::new();
     let a = api.url().to_string();
     let app_id = c.create_app(&a, &unique("outage")).await.unwrap();
@@ -312,8 +312,8 @@ async fn api_node_outage_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn runner_killed_mid_load() {
     build_images(&["echo"]).await.unwrap();
-    let api = ApiNode::start(Backend::Sqlite, false, None).await.unwrap();
-    let (mut victim, survivor) = runners(&api, None).await;
+    let api = ApiNode::start(Backend::Sqlite, false, Some(TOKEN)).await.unwrap();
+    let (mut victim, survivor) = runners(&api, Some(TOKEN)).await;
     let c = Client::new();
     let a = api.url().to_string();
     let app_id = c.create_app(&a, &unique("kill")).await.unwrap();
@@ -419,8 +419,8 @@ async fn runner_token_is_enforced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paths_not_served_by_node_type() {
-    let api = ApiNode::start(Backend::Sqlite, false, None).await.unwrap();
-    let runner = Runner::start(&api, Transport::Http, None, TTL.as_millis() as u64).await.unwrap();
+    let api = ApiNode::start(Backend::Sqlite, false, Some(TOKEN)).await.unwrap();
+    let runner = Runner::start(&api, Transport::Http, Some(TOKEN), TTL.as_millis() as u64).await.unwrap();
     let c = Client::new();
     let a = api.url();
 
@@ -459,8 +459,8 @@ async fn paths_not_served_by_node_type() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_of_a_killed_runner_are_ended_as_lost() {
     build_images(&["sleep"]).await.unwrap();
-    let api = ApiNode::start_with(Backend::Sqlite, false, None, &[("FN_LOST_CALL_AFTER_MSECS", "3000")]).await.unwrap();
-    let mut runner = Runner::start(&api, Transport::Http, None, 1000).await.unwrap();
+    let api = ApiNode::start_with(Backend::Sqlite, false, Some(TOKEN), &[("FN_LOST_CALL_AFTER_MSECS", "3000")]).await.unwrap();
+    let mut runner = Runner::start(&api, Transport::Http, Some(TOKEN), 1000).await.unwrap();
     let c = Client::new();
     let a = api.url().to_string();
     let app_id = c.create_app(&a, &unique("lost")).await.unwrap();
