@@ -132,6 +132,13 @@ async fn grpc_cuts_off_a_stalled_preface_and_still_serves() {
     assert_eq!(client.app_by_name("nope").await.unwrap_err(), shared::Error::AppNotFound);
 }
 
+#[tokio::test]
+async fn runner_clients_keep_their_token_out_of_debug() {
+    let http = runner_node::hybrid::HttpClient::new("http://127.0.0.1:1", Some("runner-token-sec".into()), Duration::from_secs(1)).unwrap();
+    let grpc = runner_node::hybrid::GrpcClient::new("grpc://127.0.0.1:1", Some("runner-token-sec".into()), Duration::from_secs(1), None).unwrap();
+    assert_no_secret(&format!("{http:?} {grpc:?}"));
+}
+
 // ---- the binary ------------------------------------------------------------------------------------
 
 fn binary() -> Command {
@@ -183,6 +190,19 @@ fn an_unreachable_database_or_queue_is_reported_without_secrets() {
     assert!(!out.status.success());
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("postgres://fn:***@127.0.0.1:1/fn?password=***"), "{text}");
+    assert_no_secret(&text);
+
+    let out = binary()
+        .env("FN_DB_URL", format!("sqlite3://{}/fn2.db", dir.path().display()))
+        .env("FN_MQ_URL", "redis://:mq-userinfo-pw@127.0.0.1:1/0?token=mq-query-token")
+        .env("FN_DS_DB_PING_MAX_RETRIES", "0")
+        .env("FN_LOG_LEVEL", "trace")
+        .env("FN_PORT", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("redis://:***@127.0.0.1:1/0?token=***"), "{text}");
     assert_no_secret(&text);
 }
 

@@ -79,7 +79,12 @@ impl GrpcClient {
             endpoint = endpoint.tls_config(config).map_err(|e| ConnectError::Tls(e.to_string()))?;
         }
         let auth = match token {
-            Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| ConnectError::InvalidToken)?),
+            Some(t) => {
+                let mut value: AsciiMetadataValue = format!("Bearer {t}").parse().map_err(|_| ConnectError::InvalidToken)?;
+                // Kept out of `Debug` output.
+                value.set_sensitive(true);
+                Some(value)
+            }
             None => None,
         };
         Ok(GrpcClient { client: HybridClient::new(endpoint.connect_lazy()), auth, timeout })

@@ -20,7 +20,7 @@ pub struct HttpClient {
     http: reqwest::Client,
     /// `{base}/v2/runner`, the root of every endpoint.
     root: Url,
-    token: Option<String>,
+    token: Option<shared::secret::Secret>,
     timeout: Duration,
 }
 
@@ -50,7 +50,7 @@ impl HttpClient {
             .connect_timeout(Duration::from_secs(5).min(timeout))
             .build()
             .map_err(|e| ConnectError::Client(e.to_string()))?;
-        Ok(HttpClient { http, root, token, timeout })
+        Ok(HttpClient { http, root, token: token.map(shared::secret::Secret::new), timeout })
     }
 
     /// `{root}/{segments...}`, each segment percent-encoded as a path segment.
@@ -63,7 +63,7 @@ impl HttpClient {
     fn request(&self, method: Method, url: Url) -> RequestBuilder {
         let req = self.http.request(method, url).timeout(self.timeout);
         match &self.token {
-            Some(t) => req.bearer_auth(t),
+            Some(t) => req.bearer_auth(t.expose()),
             None => req,
         }
     }
