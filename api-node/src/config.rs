@@ -459,12 +459,18 @@ mod tests {
         assert_eq!((s.bind_host.as_str(), s.grpc_bind_host.as_str()), ("0.0.0.0", "0.0.0.0"));
 
         let e = Settings::from_source(&env(&[("FN_NODE_TYPE", "api")])).unwrap_err().to_string();
-        assert!(e.contains("FN_RUNNER_TOKEN") && e.contains("FN_NODE_CERT_AUTHORITY") && e.contains("FN_RUNNER_API_INSECURE=true"), "{e}");
+        assert!(
+            e.contains("FN_RUNNER_TOKEN")
+                && e.contains("FN_NODE_CERT_AUTHORITY")
+                && e.contains("FN_RUNNER_API_INSECURE=true"),
+            "{e}"
+        );
 
         for node_type in ["api", "full"] {
             let s = Settings::from_source(&env(&[("FN_NODE_TYPE", node_type), ("FN_RUNNER_TOKEN", "t")])).unwrap();
             assert!(s.serves_runner_http() && s.runner_grpc_port() == Some(9190), "{node_type} with a token");
-            let s = Settings::from_source(&env(&[("FN_NODE_TYPE", node_type), ("FN_RUNNER_API_INSECURE", "true")])).unwrap();
+            let s = Settings::from_source(&env(&[("FN_NODE_TYPE", node_type), ("FN_RUNNER_API_INSECURE", "true")]))
+                .unwrap();
             assert!(s.serves_runner_http() && s.runner_grpc_port() == Some(9190), "{node_type} opted out");
         }
         let s = Settings::from_source(&env(&[("FN_RUNNER_TOKEN", "t"), ("FN_GRPC_PORT", "0")])).unwrap();

@@ -66,9 +66,10 @@ impl Node {
         let mut grpc_addr = None;
         if let Some(port) = settings.runner_grpc_port() {
             let host = settings.grpc_bind_host.as_str();
-            let listener = tokio::net::TcpListener::bind((host, port))
-                .await
-                .map_err(|cause| StartError::Bind { addr: format!("{host}:{port} (FN_GRPC_LISTEN_HOST, FN_GRPC_PORT)"), cause })?;
+            let listener = tokio::net::TcpListener::bind((host, port)).await.map_err(|cause| StartError::Bind {
+                addr: format!("{host}:{port} (FN_GRPC_LISTEN_HOST, FN_GRPC_PORT)"),
+                cause,
+            })?;
             grpc_addr = listener.local_addr().ok();
             let (data, tls, mut stopped) = (data.clone(), settings.grpc_tls.clone(), stopped.clone());
             let timeouts = settings.http_timeouts;
@@ -164,15 +165,13 @@ async fn end_lost_calls(store: Arc<dyn Datastore>, after: std::time::Duration, m
 /// The one line a newcomer needs at start: the URL to call, where the data lives, whether functions can
 /// run (Docker) and whether runners can connect.
 fn ready_line(settings: &Settings, http: &RunningServer, docker: bool, grpc: Option<SocketAddr>) -> String {
-    let url = if http.addr.ip().is_unspecified() {
-        format!("http://localhost:{}", http.addr.port())
-    } else {
-        http.url()
-    };
+    let url =
+        if http.addr.ip().is_unspecified() { format!("http://localhost:{}", http.addr.port()) } else { http.url() };
     let functions = if docker {
         "Docker engine found, functions run there".to_string()
     } else {
-        "runs no functions itself (FN_NODE_TYPE=api): start runner nodes with FN_RUNNER_API_URL pointing here".to_string()
+        "runs no functions itself (FN_NODE_TYPE=api): start runner nodes with FN_RUNNER_API_URL pointing here"
+            .to_string()
     };
     let runners = if settings.serves_runner_api() {
         let mut on = Vec::new();

@@ -44,7 +44,10 @@ fn send_then_stall(addr: &str, bytes: &[u8]) -> String {
             Ok(0) => break,
             Ok(n) => answer.extend_from_slice(&buf[..n]),
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                panic!("the server kept a stalled connection open; answered so far: {:?}", String::from_utf8_lossy(&answer))
+                panic!(
+                    "the server kept a stalled connection open; answered so far: {:?}",
+                    String::from_utf8_lossy(&answer)
+                )
             }
             // A reset is a close too.
             Err(_) => break,
@@ -55,15 +58,20 @@ fn send_then_stall(addr: &str, bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_cuts_off_half_a_head_and_a_stalled_body() {
-    let n = common::node_with(Backend::Sqlite, |s| s.http_timeouts = short(), Listeners::default(), Extensions::default()).await;
+    let n =
+        common::node_with(Backend::Sqlite, |s| s.http_timeouts = short(), Listeners::default(), Extensions::default())
+            .await;
     let addr = n.base.trim_start_matches("http://").to_string();
 
     let a = addr.clone();
-    let answer = tokio::task::spawn_blocking(move || send_then_stall(&a, b"GET /v2/apps HTTP/1.1\r\nHost: x\r\n")).await.unwrap();
+    let answer = tokio::task::spawn_blocking(move || send_then_stall(&a, b"GET /v2/apps HTTP/1.1\r\nHost: x\r\n"))
+        .await
+        .unwrap();
     assert!(!answer.contains("200 OK"), "{answer}");
 
     let a = addr.clone();
-    let head = "POST /v2/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"app\":";
+    let head =
+        "POST /v2/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"app\":";
     let answer = tokio::task::spawn_blocking(move || send_then_stall(&a, head.as_bytes())).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
@@ -71,7 +79,9 @@ async fn http_cuts_off_half_a_head_and_a_stalled_body() {
 
     // An idle kept-alive connection is closed too.
     let a = addr.clone();
-    let answer = tokio::task::spawn_blocking(move || send_then_stall(&a, b"GET /v2/apps HTTP/1.1\r\nHost: x\r\n\r\n")).await.unwrap();
+    let answer = tokio::task::spawn_blocking(move || send_then_stall(&a, b"GET /v2/apps HTTP/1.1\r\nHost: x\r\n\r\n"))
+        .await
+        .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     n.shutdown().await;
@@ -111,7 +121,8 @@ async fn http_cuts_off_half_a_head_and_a_stalled_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_cuts_off_a_stalled_preface_and_still_serves() {
     let (store, _) = fresh_store(Backend::Sqlite).await;
-    let data = Arc::new(DirectDataAccess::new(Arc::new(store), Arc::new(MemoryQueue::default()), AsyncPolicy::default()));
+    let data =
+        Arc::new(DirectDataAccess::new(Arc::new(store), Arc::new(MemoryQueue::default()), AsyncPolicy::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let token = Some("grpc-token".into());
@@ -119,7 +130,8 @@ async fn grpc_cuts_off_a_stalled_preface_and_still_serves() {
         api_node::hybrid::grpc::serve_on_with(listener, data, token, None, &short(), std::future::pending()).await
     });
     // Half of the HTTP/2 preface, then nothing.
-    let answer = tokio::task::spawn_blocking(move || send_then_stall(&addr.to_string(), b"PRI * HTTP/2.0\r\n")).await.unwrap();
+    let answer =
+        tokio::task::spawn_blocking(move || send_then_stall(&addr.to_string(), b"PRI * HTTP/2.0\r\n")).await.unwrap();
     assert!(!answer.contains("HTTP/1.1"), "{answer:?}");
     // A real client is served.
     let client = runner_node::hybrid::GrpcClient::new(
@@ -134,8 +146,19 @@ async fn grpc_cuts_off_a_stalled_preface_and_still_serves() {
 
 #[tokio::test]
 async fn runner_clients_keep_their_token_out_of_debug() {
-    let http = runner_node::hybrid::HttpClient::new("http://127.0.0.1:1", Some("runner-token-sec".into()), Duration::from_secs(1)).unwrap();
-    let grpc = runner_node::hybrid::GrpcClient::new("grpc://127.0.0.1:1", Some("runner-token-sec".into()), Duration::from_secs(1), None).unwrap();
+    let http = runner_node::hybrid::HttpClient::new(
+        "http://127.0.0.1:1",
+        Some("runner-token-sec".into()),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let grpc = runner_node::hybrid::GrpcClient::new(
+        "grpc://127.0.0.1:1",
+        Some("runner-token-sec".into()),
+        Duration::from_secs(1),
+        None,
+    )
+    .unwrap();
     assert_no_secret(&format!("{http:?} {grpc:?}"));
 }
 
@@ -274,7 +297,8 @@ impl Drop for Running {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_node_logs_plainly_says_where_it_is_and_leaks_no_token() {
     let grpc = free_port();
-    let node = Running::start(&[("FN_RUNNER_TOKEN", "runner-token-sec".into()), ("FN_GRPC_PORT", grpc.to_string())]).await;
+    let node =
+        Running::start(&[("FN_RUNNER_TOKEN", "runner-token-sec".into()), ("FN_GRPC_PORT", grpc.to_string())]).await;
     let http = reqwest::Client::new();
     let doc = http.get(format!("{}/v2/openapi.json", node.url)).send().await.unwrap().text().await.unwrap();
     assert!(doc.contains("/v2/runner"), "the document lists the runner API");

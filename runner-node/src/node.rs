@@ -119,8 +119,10 @@ impl RunnerSettings {
 pub async fn run(settings: RunnerSettings) -> Result<(), RunnerError> {
     let token = settings.token.as_ref().map(|t| t.expose().clone());
     // The client's errors may quote the URL as given: show it redacted.
-    let (data, flusher) = hybrid::connect_with_flusher(settings.api_url.expose(), token, &settings.hybrid)
-        .map_err(|e| RunnerError::Client(e.to_string().replace(settings.api_url.expose(), &settings.api_url.redacted())))?;
+    let (data, flusher) =
+        hybrid::connect_with_flusher(settings.api_url.expose(), token, &settings.hybrid).map_err(|e| {
+            RunnerError::Client(e.to_string().replace(settings.api_url.expose(), &settings.api_url.redacted()))
+        })?;
     let config = AgentConfig::from_env().map_err(RunnerError::Agent)?;
     let agent = Arc::new(
         Agent::new(config, Arc::new(DataAccessRecorder(data.clone()))).await.map_err(|e| RunnerError::Agent(e.to_string()))?,

@@ -177,11 +177,17 @@ mod tests {
     #[test]
     fn urls_lose_passwords_in_userinfo_and_query() {
         for (url, want) in [
-            ("postgres://fn:pw@127.0.0.1:5432/fn?sslmode=disable", "postgres://fn:***@127.0.0.1:5432/fn?sslmode=disable"),
+            (
+                "postgres://fn:pw@127.0.0.1:5432/fn?sslmode=disable",
+                "postgres://fn:***@127.0.0.1:5432/fn?sslmode=disable",
+            ),
             ("mysql://root:pw@tcp(db:3306)/funcs", "mysql://root:***@tcp(db:3306)/funcs"),
             ("redis://:pw@host:6379/0", "redis://:***@host:6379/0"),
             ("redis://user@host:6379", "redis://user@host:6379"),
-            ("postgres://h/db?user=fn&password=pw&sslmode=require", "postgres://h/db?user=fn&password=***&sslmode=require"),
+            (
+                "postgres://h/db?user=fn&password=pw&sslmode=require",
+                "postgres://h/db?user=fn&password=***&sslmode=require",
+            ),
             ("postgres://h/db?sslpassword=pw&PWD=x#frag", "postgres://h/db?sslpassword=***&PWD=***#frag"),
             ("http://h/x?access_token=t&api_key=k&Secret=s", "http://h/x?access_token=***&api_key=***&Secret=***"),
             ("postgres://u:p@ss/w@rd@h/db", "postgres://u:***@h/db"),

@@ -15,12 +15,12 @@ use proto::hybrid::{
     Ack, CallFinishedRequest, CallJson, CompleteRequest, DequeueReply, DequeueRequest, IdRequest, JsonReply,
     NameRequest, RouteRequest, TriggerRequest,
 };
+use runner_node::slow_clients::HttpTimeouts;
 use runner_node::{DataAccess, Delivery};
 use shared::secret::Secret;
 use shared::{Call, Error, QueuedCall};
-use tonic::metadata::MetadataValue;
-use runner_node::slow_clients::HttpTimeouts;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tonic::metadata::MetadataValue;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
@@ -214,9 +214,10 @@ pub async fn serve_on_with(
         }
         server = server.tls_config(config)?;
     }
-    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), move |conn| {
-        conn.map(|io| IdleIo { io, idle, timer: None })
-    });
+    let incoming =
+        tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), move |conn| {
+            conn.map(|io| IdleIo { io, idle, timer: None })
+        });
     server
         .add_service(HybridServer::with_interceptor(HybridService { data }, check))
         .serve_with_incoming_shutdown(incoming, shutdown)

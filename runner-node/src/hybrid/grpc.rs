@@ -80,7 +80,8 @@ impl GrpcClient {
         }
         let auth = match token {
             Some(t) => {
-                let mut value: AsciiMetadataValue = format!("Bearer {t}").parse().map_err(|_| ConnectError::InvalidToken)?;
+                let mut value: AsciiMetadataValue =
+                    format!("Bearer {t}").parse().map_err(|_| ConnectError::InvalidToken)?;
                 // Kept out of `Debug` output.
                 value.set_sensitive(true);
                 Some(value)

@@ -42,7 +42,8 @@ impl FromStr for DbUrl {
     type Err = DbUrlError;
 
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        let (scheme, rest) = raw.split_once("://").ok_or_else(|| DbUrlError::NotAUrl(shared::secret::redact_url(raw)))?;
+        let (scheme, rest) =
+            raw.split_once("://").ok_or_else(|| DbUrlError::NotAUrl(shared::secret::redact_url(raw)))?;
         let (dialect, connect, sqlite_path) = match scheme.to_ascii_lowercase().as_str() {
             "sqlite3" | "sqlite" => {
                 let path = rest.split('?').next().unwrap_or_default();
