@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use api_node::testing::Backend;
-use e2e::hybrid::{build_images, percentile, unique, ApiNode, Client, Runner, Transport};
+use e2e::hybrid::{build_images, percentile, unique, ApiNode, Client, Runner, Transport, TOKEN};
 use serde_json::json;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -22,10 +22,10 @@ async fn main() -> anyhow::Result<()> {
     build_images(&["echo"]).await?;
 
     let full = ApiNode::start(Backend::Sqlite, true, None).await?;
-    let api = ApiNode::start(Backend::Sqlite, false, None).await?;
+    let api = ApiNode::start(Backend::Sqlite, false, Some(TOKEN)).await?;
     // The default TTL (5 s) of a deployment: the cache stays warm except for a refresh every 5 s.
-    let http_runner = Runner::start(&api, Transport::Http, None, 5000).await?;
-    let grpc_runner = Runner::start(&api, Transport::Grpc, None, 5000).await?;
+    let http_runner = Runner::start(&api, Transport::Http, Some(TOKEN), 5000).await?;
+    let grpc_runner = Runner::start(&api, Transport::Grpc, Some(TOKEN), 5000).await?;
     let c = Client::new();
 
     let mut targets = Vec::new();
