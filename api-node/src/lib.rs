@@ -14,6 +14,10 @@
 //! returns the running server; [`http::build`] returns the bare actix `App` for callers that run their
 //! own `HttpServer` or want to `.wrap()` more middleware.
 //!
+//! Secure by default: the runner API is served only when runners can be authenticated (or the operator
+//! opts out with `FN_RUNNER_API_INSECURE=true`), secrets in settings print redacted
+//! (`shared::secret`), and every server bounds slow clients (`runner_node::slow_clients`).
+//!
 //! Deliberate differences from Fn's server: nested v1 route paths work for GET too; the v2 fns `name`
 //! filter is applied; v2 deletes answer 204; unknown `/v2` paths answer in the v2 error shape; every 503
 //! carries `Retry-After: 15`; a panicking handler answers 500 instead of dropping the connection.

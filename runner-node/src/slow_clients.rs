@@ -48,12 +48,16 @@ impl Default for HttpTimeouts {
     }
 }
 
+/// Longest limit taken as given; above it a deadline could overflow the clock.
+const LONGEST: Duration = Duration::from_secs(24 * 3600);
+
 impl HttpTimeouts {
-    /// Reads the three settings; 0 or a negative value turns a limit off.
+    /// Reads the three settings; 0 or a negative value turns a limit off, and anything above a day
+    /// counts as a day.
     pub fn from_source(src: &dyn Source) -> Result<HttpTimeouts, ConfigError> {
         let read = |name: &str, default: Option<Duration>| -> Result<Option<Duration>, ConfigError> {
             let default_ms = default.map_or(0, |d| d.as_millis() as i64);
-            Ok(msecs_or(src, name, default_ms)?.filter(|d| !d.is_zero()))
+            Ok(msecs_or(src, name, default_ms)?.filter(|d| !d.is_zero()).map(|d| d.min(LONGEST)))
         };
         let d = HttpTimeouts::default();
         Ok(HttpTimeouts {
@@ -181,5 +185,30 @@ impl Stream for IdleBody {
                 Poll::Ready(Some(Err(PayloadError::Io(e))))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<HttpTimeouts, ConfigError> {
+        let env: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        HttpTimeouts::from_source(&env)
+    }
+
+    #[test]
+    fn defaults_overrides_and_bounds() {
+        assert_eq!(read(&[]).unwrap(), HttpTimeouts::default());
+        let t = read(&[
+            ("FN_HTTP_HEADER_TIMEOUT_MSECS", "0"),
+            ("FN_HTTP_BODY_IDLE_TIMEOUT_MSECS", "-1"),
+            ("FN_HTTP_KEEPALIVE_MSECS", "9223372036854775807"),
+        ])
+        .unwrap();
+        assert_eq!((t.header, t.body_idle, t.keep_alive), (None, None, Some(LONGEST)));
+        assert_eq!(t.client_request_timeout(), Duration::ZERO);
+        assert!(read(&[("FN_HTTP_BODY_IDLE_TIMEOUT_MSECS", "soon")]).unwrap_err().to_string().contains("FN_HTTP_BODY"));
     }
 }
