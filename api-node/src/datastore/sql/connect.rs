@@ -48,7 +48,7 @@ impl FromStr for DbUrl {
             "sqlite3" | "sqlite" => {
                 let path = rest.split('?').next().unwrap_or_default();
                 if path.is_empty() {
-                    return Err(DbUrlError::MissingPath(raw.to_string()));
+                    return Err(DbUrlError::MissingPath(shared::secret::redact_url(raw)));
                 }
                 (Dialect::Sqlite, format!("sqlite://{path}?mode=rwc"), Some(PathBuf::from(path)))
             }
