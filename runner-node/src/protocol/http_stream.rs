@@ -12,7 +12,7 @@ use hyper::client::conn::http1::SendRequest;
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 
-use super::{header_size, read_body, strip_hop_headers, Limits, Outcome};
+use super::{check_status, header_size, read_body, strip_hop_headers, Limits, Outcome};
 use crate::call::{CallResponse, CallSpec};
 use crate::error::AgentError;
 
@@ -94,16 +94,31 @@ pub(crate) async fn dispatch(
 ) -> Outcome {
     let mut headers = call.headers.clone();
     strip_hop_headers(&mut headers);
+    // The platform's values replace any the request carried.
+    let fn_headers = [
+        ("host", "localhost".to_string()),
+        ("fn-call-id", call.id.clone()),
+        (
+            "fn-deadline",
+            deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ),
+    ];
+    for (name, value) in fn_headers {
+        match http::HeaderValue::try_from(value) {
+            Ok(v) => {
+                headers.insert(name, v);
+            }
+            Err(e) => {
+                return Outcome {
+                    result: Err(AgentError::Internal(format!("bad header {name}: {e}"))),
+                    retire: false,
+                }
+            }
+        }
+    }
     let mut req = http::Request::builder().method("POST").uri("/call");
     *req.headers_mut().expect("builder") = headers;
-    let req = req
-        .header("Host", "localhost")
-        .header("Fn-Call-Id", call.id.as_str())
-        .header(
-            "Fn-Deadline",
-            deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        )
-        .body(Full::new(call.body.clone()));
+    let req = req.body(Full::new(call.body.clone()));
     let req = match req {
         Ok(r) => r,
         Err(e) => {
@@ -135,6 +150,12 @@ pub(crate) async fn dispatch(
         200 => {
             let mut headers = parts.headers;
             strip_hop_headers(&mut headers);
+            if let Err(e) = check_status(200, &headers) {
+                return Outcome {
+                    result: Err(e),
+                    retire: false,
+                };
+            }
             Outcome::ok(CallResponse {
                 status: 200,
                 headers,
