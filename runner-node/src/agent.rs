@@ -43,6 +43,11 @@ pub fn run_status(queued: bool, result: &Result<CallResponse, AgentError>) -> Ca
     }
 }
 
+/// The bridge network the agent creates for function containers when `FN_DOCKER_NETWORKS` names
+/// none: inter-container traffic off, shared by every node on the host, and also the name of its
+/// host interface (for firewall rules).
+pub const FUNCTIONS_NETWORK: &str = "fn-functions";
+
 /// Longest unix socket path the kernel takes (`sun_path` holds 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
 /// After a failed hot call, stderr counts as done once quiet this long...
@@ -160,6 +165,15 @@ impl Agent {
                 cfg.iofs_path.display(),
                 socket.as_os_str().len()
             )));
+        }
+        // Function containers are tenants, not neighbours: unless the operator names networks,
+        // they share a bridge where they cannot reach each other (see the deploy docs for the
+        // firewall rules that also keep them off the host and the cloud metadata address).
+        let mut cfg = cfg;
+        if cfg.docker_networks.is_empty() {
+            let labels = HashMap::from([(cfg.container_label_tag.clone(), FUNCTIONS_NETWORK.to_string())]);
+            driver.ensure_isolated_network(FUNCTIONS_NETWORK, &labels).await?;
+            cfg.docker_networks = vec![FUNCTIONS_NETWORK.to_string()];
         }
         let records = RecordWriter::start(recorder, cfg.record_queue);
         let agent = Agent {

@@ -34,6 +34,7 @@ pub struct AgentConfig {
     /// `nr_inodes` for the /tmp tmpfs, 0 = default (`FN_MAX_TMPFS_INODES`).
     pub max_tmpfs_inodes: u64,
     /// Networks to spread containers over; `["none"]` disables networking (`FN_DOCKER_NETWORKS`).
+    /// Empty (the default): the agent's own isolated bridge, [`crate::agent::FUNCTIONS_NETWORK`].
     pub docker_networks: Vec<String>,
     /// Keep the root fs writable (`FN_DISABLE_READONLY_ROOTFS`).
     pub disable_readonly_rootfs: bool,

@@ -6,10 +6,13 @@ use async_trait::async_trait;
 use base64::Engine;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Network, NetworkCreateRequest,
+    ResourcesUlimits,
+};
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
-    RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, InspectNetworkOptions,
+    ListContainersOptions, RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
@@ -88,6 +91,31 @@ pub fn parse_image(image: &str) -> Option<(String, String, String)> {
     let r = ImageRef::parse(image)?;
     let tag = r.tag.unwrap_or_else(|| "latest".to_string());
     Some((r.registry, r.repository, tag))
+}
+
+/// Docker's bridge option that, set to `false`, drops traffic between the bridge's containers.
+const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
+/// Docker's bridge option naming the host interface.
+const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
+/// Longest Linux interface name.
+const MAX_IFNAME: usize = 15;
+
+/// An existing network is used for functions only if it is a bridge with inter-container traffic off.
+fn check_isolated(name: &str, net: &Network) -> Result<(), AgentError> {
+    let bridge = net.driver.as_deref() == Some("bridge");
+    let icc_off = net
+        .options
+        .as_ref()
+        .and_then(|o| o.get(ICC_OPTION))
+        .is_some_and(|v| v == "false");
+    if bridge && icc_off {
+        Ok(())
+    } else {
+        Err(AgentError::Internal(format!(
+            "network {name} exists but is not a bridge with {ICC_OPTION}=false, so function containers \
+             could reach each other on it; remove it, or name the networks to use in FN_DOCKER_NETWORKS"
+        )))
+    }
 }
 
 fn is_not_found(e: &BollardError) -> bool {
@@ -308,6 +336,51 @@ impl Driver for DockerDriver {
             Err(BollardError::DockerResponseServerError {
                 status_code: 409, ..
             }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn ensure_isolated_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), AgentError> {
+        match self
+            .docker
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(net) => return check_isolated(name, &net),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut options = HashMap::from([(ICC_OPTION.to_string(), "false".to_string())]);
+        // A fixed interface name lets firewall rules name the functions' bridge.
+        if name.len() <= MAX_IFNAME {
+            options.insert(BRIDGE_NAME_OPTION.to_string(), name.to_string());
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".to_string()),
+            options: Some(options),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => {
+                tracing::info!(network = name, "created the isolated network for function containers");
+                Ok(())
+            }
+            // Another node on this host created it meanwhile: check theirs.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                let net = self
+                    .docker
+                    .inspect_network(name, None::<InspectNetworkOptions>)
+                    .await?;
+                check_isolated(name, &net)
+            }
             Err(e) => Err(e.into()),
         }
     }
