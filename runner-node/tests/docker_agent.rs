@@ -862,3 +862,41 @@ async fn a_network_that_does_not_isolate_is_refused() {
     assert!(err.to_string().contains("FN_DOCKER_NETWORKS"), "{err}");
     let _ = d.remove_network(&name).await;
 }
+
+/// The socket root is the agent's alone (root-owned, 0711: containers' users may pass through, not
+/// list or plant anything); each container's directory is its user's (1000:1000) with mode 0700.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_directories_belong_to_their_container_and_nobody_else() {
+    use std::os::unix::fs::MetadataExt;
+    let h = harness("iofsmodes").await;
+    let r = h.agent.submit(call("echo", Format::HttpStream, "hi")).await.unwrap();
+    assert_eq!(r.body, "hi");
+    let root = h.cfg.iofs_path.join(&h.cfg.instance_id);
+    let meta = std::fs::symlink_metadata(&root).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o711), "socket root {}", root.display());
+    let dirs: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(dirs.len(), 1, "one hot container, one directory: {dirs:?}");
+    let meta = std::fs::symlink_metadata(&dirs[0]).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (1000, 1000, 0o700),
+        "container directory {}",
+        dirs[0].display()
+    );
+    h.finish().await;
+}
+
+/// A socket path others may write to is refused at start: they could swap a node's directories.
+#[tokio::test]
+async fn a_socket_path_others_may_write_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cfg = test_config("openiofs");
+    cfg.iofs_path = dir.path().to_path_buf();
+    cfg.docker_networks = vec!["none".into()];
+    let err = Agent::new(cfg, Arc::new(MemRecorder::default())).await.err().expect("refused");
+    assert!(err.to_string().contains("FN_IOFS_PATH"), "{err}");
+}
