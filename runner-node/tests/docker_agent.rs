@@ -758,7 +758,26 @@ async fn pulls_missing_images_from_a_registry() {
     let missing = format!("127.0.0.1:5000/fn-pull-test/missing:{tag}");
     c.image = missing.clone();
     let err = h.agent.submit(c).await.unwrap_err();
-    assert!(err.message().starts_with(&format!("Failed to pull image '{missing}'")), "{}", err.message());
+    // The caller learns the pull failed, not what the registry said (that is in the node's log).
+    assert_eq!(
+        err.message(),
+        format!("Failed to pull image '{missing}': image not found or not accessible")
+    );
+    assert_eq!(err.status(), 404, "a missing image is Docker's 404");
+    h.agent.flush_records().await;
+    let recorded = h.recorder.events.lock().unwrap().iter().any(|(kind, c, _)| {
+        kind == "finished" && c.error == err.message() && !c.error.contains("manifest")
+    });
+    assert!(recorded, "the call's record has the same message, without Docker's detail");
+
+    // A reference that is not Docker's grammar is refused before any pull.
+    for bad in ["127.0.0.1:5000/Upper/case", "fn-test/echo:latest --help", "a//b"] {
+        let mut c = call("echo", Format::HttpStream, "x");
+        c.image = bad.to_string();
+        let err = h.agent.submit(c).await.unwrap_err();
+        assert!(matches!(err, AgentError::InvalidImage(_)), "{bad}: {err}");
+        assert_eq!(err.status(), 400);
+    }
     let _ = std::process::Command::new("docker").args(["rmi", &remote]).output();
     h.finish().await;
 }
