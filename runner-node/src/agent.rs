@@ -174,8 +174,13 @@ impl Agent {
         // firewall rules that also keep them off the host and the cloud metadata address).
         let mut cfg = cfg;
         if cfg.docker_networks.is_empty() {
-            let labels = HashMap::from([(cfg.container_label_tag.clone(), FUNCTIONS_NETWORK.to_string())]);
-            driver.ensure_isolated_network(FUNCTIONS_NETWORK, &labels).await?;
+            let labels = HashMap::from([(
+                cfg.container_label_tag.clone(),
+                FUNCTIONS_NETWORK.to_string(),
+            )]);
+            driver
+                .ensure_isolated_network(FUNCTIONS_NETWORK, &labels)
+                .await?;
             cfg.docker_networks = vec![FUNCTIONS_NETWORK.to_string()];
         }
         let records = RecordWriter::start(recorder, cfg.record_queue);

@@ -76,9 +76,14 @@ impl IofsDir {
     /// with mode 0700, so nobody else can plant or swap files in it. Without one (the container runs
     /// as its image's user) or when the agent may not give files away (it is not root), the
     /// container's user is unknown to the host, so the directory must stay open to all (0777).
-    pub fn create(root: &Path, name: &str, owner: Option<(u32, u32)>) -> Result<IofsDir, AgentError> {
+    pub fn create(
+        root: &Path,
+        name: &str,
+        owner: Option<(u32, u32)>,
+    ) -> Result<IofsDir, AgentError> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        let fail = |what: &str, e: std::io::Error| AgentError::Internal(format!("iofs dir {what}: {e}"));
+        let fail =
+            |what: &str, e: std::io::Error| AgentError::Internal(format!("iofs dir {what}: {e}"));
         prepare_root(root)?;
         let dir = root.join(name);
         std::fs::DirBuilder::new()
@@ -108,7 +113,8 @@ impl IofsDir {
 /// that others may write to: whoever can write there can swap a container's directory.
 pub(crate) fn prepare_root(root: &Path) -> Result<(), AgentError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let fail = |e: std::io::Error| AgentError::Internal(format!("iofs root {}: {e}", root.display()));
+    let fail =
+        |e: std::io::Error| AgentError::Internal(format!("iofs root {}: {e}", root.display()));
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(IOFS_ROOT_MODE)
@@ -124,7 +130,8 @@ pub(crate) fn prepare_root(root: &Path) -> Result<(), AgentError> {
         )));
     }
     if meta.mode() & 0o7777 != IOFS_ROOT_MODE {
-        std::fs::set_permissions(root, std::fs::Permissions::from_mode(IOFS_ROOT_MODE)).map_err(fail)?;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(IOFS_ROOT_MODE))
+            .map_err(fail)?;
     }
     Ok(())
 }

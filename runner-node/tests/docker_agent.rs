@@ -765,13 +765,26 @@ async fn pulls_missing_images_from_a_registry() {
     );
     assert_eq!(err.status(), 404, "a missing image is Docker's 404");
     h.agent.flush_records().await;
-    let recorded = h.recorder.events.lock().unwrap().iter().any(|(kind, c, _)| {
-        kind == "finished" && c.error == err.message() && !c.error.contains("manifest")
-    });
-    assert!(recorded, "the call's record has the same message, without Docker's detail");
+    let recorded = h
+        .recorder
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(kind, c, _)| {
+            kind == "finished" && c.error == err.message() && !c.error.contains("manifest")
+        });
+    assert!(
+        recorded,
+        "the call's record has the same message, without Docker's detail"
+    );
 
     // A reference that is not Docker's grammar is refused before any pull.
-    for bad in ["127.0.0.1:5000/Upper/case", "fn-test/echo:latest --help", "a//b"] {
+    for bad in [
+        "127.0.0.1:5000/Upper/case",
+        "fn-test/echo:latest --help",
+        "a//b",
+    ] {
         let mut c = call("echo", Format::HttpStream, "x");
         c.image = bad.to_string();
         let err = h.agent.submit(c).await.unwrap_err();
@@ -798,12 +811,22 @@ async fn container_network(h: &Harness, fn_id: &str) -> (String, String) {
             .inspect_container(&id, None::<InspectContainerOptions>)
             .await
             .unwrap();
-        let labels = info.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+        let labels = info
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
         if labels.get("fn.fn_id").map(String::as_str) != Some(fn_id) {
             continue;
         }
-        let mode = info.host_config.and_then(|c| c.network_mode).unwrap_or_default();
-        let networks = info.network_settings.and_then(|n| n.networks).unwrap_or_default();
+        let mode = info
+            .host_config
+            .and_then(|c| c.network_mode)
+            .unwrap_or_default();
+        let networks = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default();
         let ip = networks
             .values()
             .find_map(|n| n.ip_address.clone().filter(|ip| !ip.is_empty()))
@@ -821,7 +844,10 @@ async fn probe_between_functions(h: &Harness) -> (String, String) {
     let r = h.agent.submit(target).await.unwrap();
     assert_eq!(r.body, "listening");
     let (network, ip) = container_network(h, "fn-target").await;
-    assert!(!ip.is_empty(), "the target container has an address on {network}");
+    assert!(
+        !ip.is_empty(),
+        "the target container has an address on {network}"
+    );
     let mut prober = call("netprobe", Format::HttpStream, &format!("{ip}:7000"));
     prober.fn_id = "fn-prober".into();
     let r = h.agent.submit(prober).await.unwrap();
@@ -834,17 +860,31 @@ async fn probe_between_functions(h: &Harness) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_containers_are_isolated_from_each_other_on_the_agents_network() {
     let h = harness("isolated").await;
-    assert_eq!(h.agent.config().docker_networks, vec![runner_node::agent::FUNCTIONS_NETWORK]);
+    assert_eq!(
+        h.agent.config().docker_networks,
+        vec![runner_node::agent::FUNCTIONS_NETWORK]
+    );
     let net = h
         .docker
-        .inspect_network(runner_node::agent::FUNCTIONS_NETWORK, None::<bollard::query_parameters::InspectNetworkOptions>)
+        .inspect_network(
+            runner_node::agent::FUNCTIONS_NETWORK,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
         .await
         .expect("the agent created its network");
     let options = net.options.unwrap_or_default();
-    assert_eq!(options.get("com.docker.network.bridge.enable_icc").map(String::as_str), Some("false"));
+    assert_eq!(
+        options
+            .get("com.docker.network.bridge.enable_icc")
+            .map(String::as_str),
+        Some("false")
+    );
     let (network, verdict) = probe_between_functions(&h).await;
     assert_eq!(network, runner_node::agent::FUNCTIONS_NETWORK);
-    assert!(verdict.starts_with("blocked"), "one function reached another: {verdict}");
+    assert!(
+        verdict.starts_with("blocked"),
+        "one function reached another: {verdict}"
+    );
     h.finish().await;
 
     let mut cfg = test_config("bridged");
@@ -852,7 +892,10 @@ async fn function_containers_are_isolated_from_each_other_on_the_agents_network(
     let h = harness_with(cfg).await;
     let (network, verdict) = probe_between_functions(&h).await;
     assert_eq!(network, "bridge", "FN_DOCKER_NETWORKS is honoured");
-    assert_eq!(verdict, "connected", "the probe reaches a neighbour where nothing isolates it");
+    assert_eq!(
+        verdict, "connected",
+        "the probe reaches a neighbour where nothing isolates it"
+    );
     h.finish().await;
 
     let mut cfg = test_config("nonet");
@@ -862,7 +905,11 @@ async fn function_containers_are_isolated_from_each_other_on_the_agents_network(
     c.fn_id = "fn-none".into();
     h.agent.submit(c).await.unwrap();
     let (network, ip) = container_network(&h, "fn-none").await;
-    assert_eq!((network.as_str(), ip.as_str()), ("none", ""), "\"none\" disables networking");
+    assert_eq!(
+        (network.as_str(), ip.as_str()),
+        ("none", ""),
+        "\"none\" disables networking"
+    );
     h.finish().await;
 }
 
@@ -870,8 +917,13 @@ async fn function_containers_are_isolated_from_each_other_on_the_agents_network(
 #[tokio::test]
 async fn a_network_that_does_not_isolate_is_refused() {
     let d = docker().await;
-    let driver = runner_node::driver::docker::DockerDriver::connect(None).await.unwrap();
-    let name = format!("fn-leaky-{}", &ulid::Ulid::new().to_string().to_lowercase()[20..]);
+    let driver = runner_node::driver::docker::DockerDriver::connect(None)
+        .await
+        .unwrap();
+    let name = format!(
+        "fn-leaky-{}",
+        &ulid::Ulid::new().to_string().to_lowercase()[20..]
+    );
     docker_cli(&["network", "create", &name]);
     use runner_node::driver::Driver;
     let err = driver
@@ -888,13 +940,25 @@ async fn a_network_that_does_not_isolate_is_refused() {
 async fn socket_directories_belong_to_their_container_and_nobody_else() {
     use std::os::unix::fs::MetadataExt;
     let h = harness("iofsmodes").await;
-    let r = h.agent.submit(call("echo", Format::HttpStream, "hi")).await.unwrap();
+    let r = h
+        .agent
+        .submit(call("echo", Format::HttpStream, "hi"))
+        .await
+        .unwrap();
     assert_eq!(r.body, "hi");
     let root = h.cfg.iofs_path.join(&h.cfg.instance_id);
     let meta = std::fs::symlink_metadata(&root).unwrap();
     assert!(meta.is_dir());
-    assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o711), "socket root {}", root.display());
-    let dirs: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o7777),
+        (0, 0o711),
+        "socket root {}",
+        root.display()
+    );
+    let dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(dirs.len(), 1, "one hot container, one directory: {dirs:?}");
     let meta = std::fs::symlink_metadata(&dirs[0]).unwrap();
     assert!(meta.is_dir());
@@ -916,6 +980,9 @@ async fn a_socket_path_others_may_write_is_refused_at_start() {
     let mut cfg = test_config("openiofs");
     cfg.iofs_path = dir.path().to_path_buf();
     cfg.docker_networks = vec!["none".into()];
-    let err = Agent::new(cfg, Arc::new(MemRecorder::default())).await.err().expect("refused");
+    let err = Agent::new(cfg, Arc::new(MemRecorder::default()))
+        .await
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("FN_IOFS_PATH"), "{err}");
 }

@@ -659,7 +659,12 @@ async fn slow_call_records_do_not_delay_answers() {
 async fn forged_platform_headers_never_reach_the_function() {
     let node = serve(test_config("forged")).await;
     for format in ALL_FORMATS {
-        let env_fn = node.add_fn(&format!("env-{}", slug(format)), "envdump", format, json!({}));
+        let env_fn = node.add_fn(
+            &format!("env-{}", slug(format)),
+            "envdump",
+            format,
+            json!({}),
+        );
         let r = Answer::from(
             node.req(reqwest::Method::POST, &format!("/invoke/{}", env_fn.id))
                 .header("Fn-Call-Id", "forged-call-id")
@@ -683,7 +688,10 @@ async fn forged_platform_headers_never_reach_the_function() {
         for forged in ["forged", "2000-01-01", "httprequest"] {
             assert!(!seen.contains(forged), "{format:?} saw {forged:?}: {seen}");
         }
-        assert!(seen.contains("X-Kept") || seen.contains("x-kept"), "{format:?}: other headers pass: {seen}");
+        assert!(
+            seen.contains("X-Kept") || seen.contains("x-kept"),
+            "{format:?}: other headers pass: {seen}"
+        );
     }
     node.finish().await;
 }
@@ -696,7 +704,11 @@ async fn function_statuses_outside_200_to_599_answer_502() {
         let echo_fn = node.add_fn(&format!("echo-{}", slug(format)), "echo", format, json!({}));
         node.add_trigger(&format!("/echo-{}", slug(format)), &echo_fn);
         // The http format's 1xx would be read as an interim answer: it is HTTP's, not the function's.
-        let bad: &[&str] = if format == Format::Http { &["600", "99"] } else { &["600", "150", "99"] };
+        let bad: &[&str] = if format == Format::Http {
+            &["600", "99"]
+        } else {
+            &["600", "150", "99"]
+        };
         for status in bad {
             let mut paths = vec![format!("/invoke/{}", echo_fn.id)];
             // Behind a trigger, the fdk reads the request's gateway form (http-stream).
@@ -705,10 +717,20 @@ async fn function_statuses_outside_200_to_599_answer_502() {
             }
             for path in paths {
                 let r = Answer::from(
-                    node.req(reqwest::Method::POST, &path).header("X-Status", *status).body("x").send().await.unwrap(),
+                    node.req(reqwest::Method::POST, &path)
+                        .header("X-Status", *status)
+                        .body("x")
+                        .send()
+                        .await
+                        .unwrap(),
                 )
                 .await;
-                assert_eq!(r.status, 502, "{format:?} {path} status {status}: {}", r.text());
+                assert_eq!(
+                    r.status,
+                    502,
+                    "{format:?} {path} status {status}: {}",
+                    r.text()
+                );
             }
         }
         let ok_path = match format {
@@ -723,7 +745,10 @@ async fn function_statuses_outside_200_to_599_answer_502() {
                 .unwrap(),
         )
         .await;
-        assert_eq!(r.status, 599, "{format:?}: 599 is a status the function may answer");
+        assert_eq!(
+            r.status, 599,
+            "{format:?}: 599 is a status the function may answer"
+        );
     }
     node.finish().await;
 }

@@ -368,7 +368,10 @@ impl Driver for DockerDriver {
         };
         match self.docker.create_network(request).await {
             Ok(_) => {
-                tracing::info!(network = name, "created the isolated network for function containers");
+                tracing::info!(
+                    network = name,
+                    "created the isolated network for function containers"
+                );
                 Ok(())
             }
             // Another node on this host created it meanwhile: check theirs.

@@ -264,7 +264,13 @@ mod tests {
         // Swap.
         std::fs::remove_file(&sock).unwrap();
         std::os::unix::fs::symlink(&host_sock, &sock).unwrap();
-        assert!(std::os::unix::net::UnixStream::connect(&checked).is_ok(), "a plain connect would follow it");
-        assert!(matches!(connect_no_follow(&checked), Err(AgentError::ContainerInitFailed)));
+        assert!(
+            std::os::unix::net::UnixStream::connect(&checked).is_ok(),
+            "a plain connect would follow it"
+        );
+        assert!(matches!(
+            connect_no_follow(&checked),
+            Err(AgentError::ContainerInitFailed)
+        ));
     }
 }

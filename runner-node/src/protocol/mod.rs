@@ -244,7 +244,12 @@ mod tests {
         for bad in [0, 100, 199, 600, 999] {
             assert!(check_status(bad, &none).is_err(), "{bad}");
         }
-        for (gw, ok) in [("418", true), ("150", false), ("700", false), ("teapot", false)] {
+        for (gw, ok) in [
+            ("418", true),
+            ("150", false),
+            ("700", false),
+            ("teapot", false),
+        ] {
             let mut h = ::http::HeaderMap::new();
             h.insert("fn-http-status", gw.parse().unwrap());
             assert_eq!(check_status(200, &h).is_ok(), ok, "{gw}");
@@ -254,8 +259,17 @@ mod tests {
     #[test]
     fn strips_platform_headers() {
         let mut h = ::http::HeaderMap::new();
-        for name in ["Fn-Call-Id", "fn-deadline", "Fn-Intent", "Fn_call_id", "Fn-Http-Method"] {
-            h.insert(::http::HeaderName::from_bytes(name.as_bytes()).unwrap(), "forged".parse().unwrap());
+        for name in [
+            "Fn-Call-Id",
+            "fn-deadline",
+            "Fn-Intent",
+            "Fn_call_id",
+            "Fn-Http-Method",
+        ] {
+            h.insert(
+                ::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "forged".parse().unwrap(),
+            );
         }
         h.insert("fn-invoke-type", "detached".parse().unwrap());
         h.insert("fn-http-h-x", "kept".parse().unwrap());

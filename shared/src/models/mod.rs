@@ -52,5 +52,9 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
 
 /// The 400 for an image that is not a Docker image reference; it names the field, not the value.
 fn invalid_image() -> crate::Error {
-    crate::Error::BadRequest("Invalid image: must be a Docker image reference ([registry[:port]/]name[:tag][@digest], lowercase name)".into())
+    crate::Error::BadRequest(
+        "Invalid image: must be a Docker image reference \
+         ([registry[:port]/]name[:tag][@digest], lowercase name)"
+            .into(),
+    )
 }
