@@ -196,6 +196,9 @@ async fn v2_fns(b: Backend) {
     assert_eq!((r.status, r.message().as_str()), (400, "Missing AppID on Fn"));
     let r = n.req("POST", "/v2/fns", Some(json!({"name": "f2", "app_id": app_id}))).await;
     assert_eq!((r.status, r.message().as_str()), (400, "Missing image on Fn"));
+    let r = n.req("POST", "/v2/fns", Some(json!({"name": "f2", "app_id": app_id, "image": "Evil Image --x"}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.message().starts_with("Invalid image"), "{}", r.text);
     let r = n.req("POST", "/v2/fns", Some(json!({"name": "f2", "app_id": app_id, "image": "i", "timeout": 301}))).await;
     assert_eq!((r.status, r.message().as_str()), (400, "timeout value is out of range, must be between 0 and 300"));
     let r = n.req("POST", "/v2/fns", Some(json!({"id": "x", "name": "f2", "app_id": app_id, "image": "i"}))).await;
@@ -213,6 +216,8 @@ async fn v2_fns(b: Backend) {
     let u = r.json();
     assert_eq!((u["image"].clone(), u["memory"].clone(), u["timeout"].clone()), (json!("img2"), json!(256), json!(30)));
     assert_eq!(u["annotations"][FN_INVOKE_ENDPOINT], invoke);
+    let r = n.req("PUT", &format!("/v2/fns/{fn_id}"), Some(json!({"image": "img2@sha256:short"}))).await;
+    assert_eq!(r.status, 400, "an update to an invalid image is refused: {}", r.text);
     let r = n.req("PUT", &format!("/v2/fns/{fn_id}"), Some(json!({"id": "other"}))).await;
     assert_eq!((r.status, r.message().as_str()), (400, "Fn ID in path does not match that in body"));
     let r = n.req("PUT", "/v2/fns/nope", Some(json!({"image": "x"}))).await;
@@ -399,6 +404,10 @@ async fn v1_routes(b: Backend) {
     // A rejected route does not leave an auto-created app behind.
     let r = n.req("POST", "/v1/apps/ghost/routes", Some(json!({"route": {"path": "/a"}}))).await;
     assert_eq!((r.status, r.message().as_str()), (400, "Missing route Image"));
+    assert_eq!(n.get("/v1/apps/ghost").await.status, 404);
+    let r = n.req("POST", "/v1/apps/ghost/routes", Some(json!({"route": {"path": "/a", "image": "UPPER/case"}}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.message().starts_with("Invalid image"), "{}", r.text);
     assert_eq!(n.get("/v1/apps/ghost").await.status, 404);
 
     // PUT creates (with the app), then updates; nested paths work for every method.

@@ -43,6 +43,14 @@ pub fn run_status(queued: bool, result: &Result<CallResponse, AgentError>) -> Ca
     }
 }
 
+/// The bridge network the agent creates for function containers when `FN_DOCKER_NETWORKS` names
+/// none: inter-container traffic off, shared by every node on the host, and also the name of its
+/// host interface (for firewall rules).
+pub const FUNCTIONS_NETWORK: &str = "fn-functions";
+
+/// The (uid, gid) function containers run as unless `FN_DISABLE_UNPRIVILEGED_CONTAINERS` (Fn's).
+pub const CONTAINER_USER: (u32, u32) = (1000, 1000);
+
 /// Longest unix socket path the kernel takes (`sun_path` holds 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
 /// After a failed hot call, stderr counts as done once quiet this long...
@@ -161,6 +169,20 @@ impl Agent {
                 socket.as_os_str().len()
             )));
         }
+        // Function containers are tenants, not neighbours: unless the operator names networks,
+        // they share a bridge where they cannot reach each other (see the deploy docs for the
+        // firewall rules that also keep them off the host and the cloud metadata address).
+        let mut cfg = cfg;
+        if cfg.docker_networks.is_empty() {
+            let labels = HashMap::from([(
+                cfg.container_label_tag.clone(),
+                FUNCTIONS_NETWORK.to_string(),
+            )]);
+            driver
+                .ensure_isolated_network(FUNCTIONS_NETWORK, &labels)
+                .await?;
+            cfg.docker_networks = vec![FUNCTIONS_NETWORK.to_string()];
+        }
         let records = RecordWriter::start(recorder, cfg.record_queue);
         let agent = Agent {
             inner: Arc::new(Inner {
@@ -180,6 +202,8 @@ impl Agent {
         if reaped > 0 {
             tracing::info!(reaped, "removed containers left behind by a previous run");
         }
+        check_iofs_path(&agent.inner.cfg.iofs_path)?;
+        crate::hot::prepare_root(&agent.inner.iofs_root())?;
         Ok(agent)
     }
 
@@ -308,6 +332,28 @@ impl Agent {
     }
 }
 
+/// `FN_IOFS_PATH` holds every node's socket root: if others may write there (and it is not sticky,
+/// like /tmp), they could rename a node's root away and plant their own.
+fn check_iofs_path(path: &std::path::Path) -> Result<(), AgentError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(path)
+        .map_err(|e| AgentError::Internal(format!("FN_IOFS_PATH {}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| AgentError::Internal(format!("FN_IOFS_PATH {}: {e}", path.display())))?;
+    let others_write = meta.mode() & 0o022 != 0;
+    let sticky = meta.mode() & 0o1000 != 0;
+    if others_write && !sticky {
+        return Err(AgentError::Internal(format!(
+            "FN_IOFS_PATH {} may be written by other users; make it writable by its owner only (chmod 711)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 impl Inner {
     fn iofs_root(&self) -> PathBuf {
         self.cfg.iofs_path.join(&self.cfg.instance_id)
@@ -411,7 +457,8 @@ impl Inner {
             open_stdin: false,
             stdin_once: false,
             read_only_rootfs: !cfg.disable_readonly_rootfs,
-            user: (!cfg.disable_unprivileged).then(|| "1000:1000".to_string()),
+            user: (!cfg.disable_unprivileged)
+                .then(|| format!("{}:{}", CONTAINER_USER.0, CONTAINER_USER.1)),
             drop_privileges: !cfg.disable_unprivileged,
             pids_limit: cfg.max_pids,
             ulimits,
@@ -607,20 +654,16 @@ impl Inner {
         let mut spec = self.container_spec(call, Vec::new());
         let mut iofs = None;
         if call.format == Format::HttpStream {
-            let dir = self.iofs_root().join(&spec.name);
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| AgentError::Internal(format!("iofs dir: {e}")))?;
-            // The function runs as an unprivileged user and must be able to create its socket.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
-                .map_err(|e| AgentError::Internal(format!("iofs dir: {e}")))?;
+            // The function creates its socket there as the container's user, and only it may.
+            let owner = (!self.cfg.disable_unprivileged).then_some(CONTAINER_USER);
+            let dir = IofsDir::create(&self.iofs_root(), &spec.name, owner)?;
             spec.binds.push(format!(
                 "{}:{}",
-                dir.display(),
+                dir.0.display(),
                 protocol::http_stream::CONTAINER_DIR
             ));
             env.push(format!("FN_LISTENER={}", protocol::http_stream::LISTENER));
-            iofs = Some(IofsDir(dir));
+            iofs = Some(dir);
         } else {
             spec.open_stdin = true;
         }

@@ -34,6 +34,7 @@ pub struct AgentConfig {
     /// `nr_inodes` for the /tmp tmpfs, 0 = default (`FN_MAX_TMPFS_INODES`).
     pub max_tmpfs_inodes: u64,
     /// Networks to spread containers over; `["none"]` disables networking (`FN_DOCKER_NETWORKS`).
+    /// Empty (the default): the agent's own isolated bridge, [`crate::agent::FUNCTIONS_NETWORK`].
     pub docker_networks: Vec<String>,
     /// Keep the root fs writable (`FN_DISABLE_READONLY_ROOTFS`).
     pub disable_readonly_rootfs: bool,
@@ -57,7 +58,8 @@ pub struct AgentConfig {
     /// Host directory under which per-container http-stream socket directories are made (`FN_IOFS_PATH`).
     pub iofs_path: PathBuf,
     /// Registry credentials JSON (`FN_DOCKER_AUTH` or `DOCKER_AUTH`), else `~/.docker/config.json`.
-    pub docker_auth: Option<String>,
+    /// A secret: its `Debug` form is redacted.
+    pub docker_auth: Option<RegistryAuth>,
     /// Capacity of the background call-record queue; a full queue applies backpressure
     /// (`FN_CALL_RECORD_QUEUE`, 1024).
     pub record_queue: usize,
@@ -179,8 +181,32 @@ impl AgentConfig {
         }
         c.docker_auth = get("FN_DOCKER_AUTH")
             .or_else(|| get("DOCKER_AUTH"))
-            .filter(|v| !v.is_empty());
+            .filter(|v| !v.is_empty())
+            .map(RegistryAuth::new);
         Ok(c)
+    }
+}
+
+/// Registry credentials (Docker's `config.json` form, `{"auths":{"host":{"auth":"base64"}}}`). They
+/// are secrets: `Debug` shows no part of them, and nothing logs them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryAuth(String);
+
+impl RegistryAuth {
+    /// Wraps the credentials JSON.
+    pub fn new(json: impl Into<String>) -> Self {
+        RegistryAuth(json.into())
+    }
+
+    /// The credentials JSON, for the one place that sends them to Docker.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RegistryAuth(<redacted>)")
     }
 }
 
@@ -226,5 +252,21 @@ mod tests {
         assert!(c.disable_readonly_rootfs);
         assert_eq!(c.docker_networks, vec!["a", "b"]);
         assert!(cfg(&[("FN_MAX_PIDS", "lots")]).is_err());
+    }
+
+    #[test]
+    fn registry_credentials_never_show_in_debug_output() {
+        let secret = r#"{"auths":{"registry.example.com":{"auth":"dXNlcjpodW50ZXIy"}}}"#;
+        let c = cfg(&[("FN_DOCKER_AUTH", secret)]).unwrap();
+        assert_eq!(
+            c.docker_auth.as_ref().map(RegistryAuth::expose),
+            Some(secret)
+        );
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("dXNlcjpodW50ZXIy") && !shown.contains("registry.example.com"),
+            "{shown}"
+        );
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 }

@@ -57,16 +57,18 @@ pub enum AgentError {
     /// The container did not open its socket within `FN_HOT_START_TIMEOUT_MSECS`.
     #[error("Container initialization timed out, please ensure you are using the latest fdk and check the logs")]
     ContainerInitTimeout,
-    /// Pulling the image failed; `status` is Docker's status (401/404) or 500.
-    #[error("Failed to pull image '{image}': {message}")]
+    /// Pulling the image failed; `status` is Docker's status (401/404) or 500. Docker's own message
+    /// (registry hosts, auth detail) is only logged by the node.
+    #[error("Failed to pull image '{image}': image not found or not accessible")]
     ImagePull {
         /// The image as the fn names it.
         image: String,
         /// HTTP status to answer with.
         status: u16,
-        /// Docker's message.
-        message: String,
     },
+    /// The image is not a Docker image reference; nothing is pulled.
+    #[error("Invalid image '{0}': must be a Docker image reference")]
+    InvalidImage(String),
     /// Pulling the image took longer than `FN_HOT_PULL_TIMEOUT_MSECS`.
     #[error("Image pull timed out")]
     PullTimeout,
@@ -84,7 +86,7 @@ impl AgentError {
         use AgentError::*;
         match self {
             TooBusy | ShuttingDown => 503,
-            CannotAllocate | UnsupportedFormat(_) => 400,
+            CannotAllocate | UnsupportedFormat(_) | InvalidImage(_) => 400,
             RequestTooLarge => 413,
             Timeout | ContainerInitTimeout | PullTimeout => 504,
             ExitCode(_)

@@ -2,7 +2,7 @@
 //! Starting one is the slow path (pull, create, attach, start, wait for the socket); using one
 //! touches only its connection.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -65,6 +65,76 @@ impl Drop for HotContainer {
 
 /// The host side of the http-stream socket directory; removed with the container.
 pub(crate) struct IofsDir(pub PathBuf);
+
+/// Mode of the agent's socket root: only its owner (root) may create or rename entries; others
+/// (the containers' users) may only pass through to their own directory.
+const IOFS_ROOT_MODE: u32 = 0o711;
+
+impl IofsDir {
+    /// Makes the socket directory `name` of one container under `root` (created root-owned, mode
+    /// 0711, if missing). With the container's `owner` (uid, gid) known, the directory is theirs
+    /// with mode 0700, so nobody else can plant or swap files in it. Without one (the container runs
+    /// as its image's user) or when the agent may not give files away (it is not root), the
+    /// container's user is unknown to the host, so the directory must stay open to all (0777).
+    pub fn create(
+        root: &Path,
+        name: &str,
+        owner: Option<(u32, u32)>,
+    ) -> Result<IofsDir, AgentError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let fail =
+            |what: &str, e: std::io::Error| AgentError::Internal(format!("iofs dir {what}: {e}"));
+        prepare_root(root)?;
+        let dir = root.join(name);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| fail("create", e))?;
+        let dir = IofsDir(dir);
+        let given = match owner {
+            Some((uid, gid)) => match std::os::unix::fs::chown(&dir.0, Some(uid), Some(gid)) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot give the socket directory to the container's user (is the agent root?); leaving it open to all");
+                    false
+                }
+            },
+            None => false,
+        };
+        if !given {
+            std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| fail("mode", e))?;
+        }
+        Ok(dir)
+    }
+}
+
+/// Creates the socket root (mode 0711) if missing, and refuses one this process does not own or
+/// that others may write to: whoever can write there can swap a container's directory.
+pub(crate) fn prepare_root(root: &Path) -> Result<(), AgentError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let fail =
+        |e: std::io::Error| AgentError::Internal(format!("iofs root {}: {e}", root.display()));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(IOFS_ROOT_MODE)
+        .create(root)
+        .map_err(fail)?;
+    let meta = std::fs::symlink_metadata(root).map_err(fail)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != me {
+        return Err(AgentError::Internal(format!(
+            "FN_IOFS_PATH: {} is not a directory owned by the agent's user",
+            root.display()
+        )));
+    }
+    if meta.mode() & 0o7777 != IOFS_ROOT_MODE {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(IOFS_ROOT_MODE))
+            .map_err(fail)?;
+    }
+    Ok(())
+}
 
 impl Drop for IofsDir {
     fn drop(&mut self) {

@@ -70,7 +70,7 @@ async fn images() {
                 }
             }
             for name in [
-                "echo", "envdump", "sleep", "crash", "oom", "huge", "forkbomb", "failn",
+                "echo", "envdump", "sleep", "crash", "oom", "huge", "forkbomb", "failn", "netprobe",
             ] {
                 runner_node::testing::function_image(&d, name)
                     .await
@@ -758,7 +758,39 @@ async fn pulls_missing_images_from_a_registry() {
     let missing = format!("127.0.0.1:5000/fn-pull-test/missing:{tag}");
     c.image = missing.clone();
     let err = h.agent.submit(c).await.unwrap_err();
-    assert!(err.message().starts_with(&format!("Failed to pull image '{missing}'")), "{}", err.message());
+    // The caller learns the pull failed, not what the registry said (that is in the node's log).
+    assert_eq!(
+        err.message(),
+        format!("Failed to pull image '{missing}': image not found or not accessible")
+    );
+    assert_eq!(err.status(), 404, "a missing image is Docker's 404");
+    h.agent.flush_records().await;
+    let recorded = h
+        .recorder
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(kind, c, _)| {
+            kind == "finished" && c.error == err.message() && !c.error.contains("manifest")
+        });
+    assert!(
+        recorded,
+        "the call's record has the same message, without Docker's detail"
+    );
+
+    // A reference that is not Docker's grammar is refused before any pull.
+    for bad in [
+        "127.0.0.1:5000/Upper/case",
+        "fn-test/echo:latest --help",
+        "a//b",
+    ] {
+        let mut c = call("echo", Format::HttpStream, "x");
+        c.image = bad.to_string();
+        let err = h.agent.submit(c).await.unwrap_err();
+        assert!(matches!(err, AgentError::InvalidImage(_)), "{bad}: {err}");
+        assert_eq!(err.status(), 400);
+    }
     let _ = std::process::Command::new("docker").args(["rmi", &remote]).output();
     h.finish().await;
 }
@@ -768,5 +800,189 @@ async fn a_socket_directory_too_deep_is_refused_at_start() {
     let mut cfg = test_config("deep");
     cfg.iofs_path = std::env::temp_dir().join("a".repeat(80));
     let err = Agent::new(cfg, Arc::new(MemRecorder::default())).await.err().expect("refused");
+    assert!(err.to_string().contains("FN_IOFS_PATH"), "{err}");
+}
+
+/// The network and IP address of this test's container running fn `fn_id`.
+async fn container_network(h: &Harness, fn_id: &str) -> (String, String) {
+    for id in h.containers().await {
+        let info = h
+            .docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        let labels = info
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        if labels.get("fn.fn_id").map(String::as_str) != Some(fn_id) {
+            continue;
+        }
+        let mode = info
+            .host_config
+            .and_then(|c| c.network_mode)
+            .unwrap_or_default();
+        let networks = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default();
+        let ip = networks
+            .values()
+            .find_map(|n| n.ip_address.clone().filter(|ip| !ip.is_empty()))
+            .unwrap_or_default();
+        return (mode, ip);
+    }
+    panic!("no container runs {fn_id}");
+}
+
+/// Starts a hot netprobe container for fn `fn_id` and has another function's container try to
+/// reach it; returns the first container's network and the second one's verdict.
+async fn probe_between_functions(h: &Harness) -> (String, String) {
+    let mut target = call("netprobe", Format::HttpStream, "");
+    target.fn_id = "fn-target".into();
+    let r = h.agent.submit(target).await.unwrap();
+    assert_eq!(r.body, "listening");
+    let (network, ip) = container_network(h, "fn-target").await;
+    assert!(
+        !ip.is_empty(),
+        "the target container has an address on {network}"
+    );
+    let mut prober = call("netprobe", Format::HttpStream, &format!("{ip}:7000"));
+    prober.fn_id = "fn-prober".into();
+    let r = h.agent.submit(prober).await.unwrap();
+    (network, String::from_utf8_lossy(&r.body).into_owned())
+}
+
+/// By default function containers run on the agent's own bridge, where one function cannot open a
+/// connection to another; `FN_DOCKER_NETWORKS` overrides it (on Docker's default bridge they can,
+/// which also shows the probe itself works).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_containers_are_isolated_from_each_other_on_the_agents_network() {
+    let h = harness("isolated").await;
+    assert_eq!(
+        h.agent.config().docker_networks,
+        vec![runner_node::agent::FUNCTIONS_NETWORK]
+    );
+    let net = h
+        .docker
+        .inspect_network(
+            runner_node::agent::FUNCTIONS_NETWORK,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .expect("the agent created its network");
+    let options = net.options.unwrap_or_default();
+    assert_eq!(
+        options
+            .get("com.docker.network.bridge.enable_icc")
+            .map(String::as_str),
+        Some("false")
+    );
+    let (network, verdict) = probe_between_functions(&h).await;
+    assert_eq!(network, runner_node::agent::FUNCTIONS_NETWORK);
+    assert!(
+        verdict.starts_with("blocked"),
+        "one function reached another: {verdict}"
+    );
+    h.finish().await;
+
+    let mut cfg = test_config("bridged");
+    cfg.docker_networks = vec!["bridge".into()];
+    let h = harness_with(cfg).await;
+    let (network, verdict) = probe_between_functions(&h).await;
+    assert_eq!(network, "bridge", "FN_DOCKER_NETWORKS is honoured");
+    assert_eq!(
+        verdict, "connected",
+        "the probe reaches a neighbour where nothing isolates it"
+    );
+    h.finish().await;
+
+    let mut cfg = test_config("nonet");
+    cfg.docker_networks = vec!["none".into()];
+    let h = harness_with(cfg).await;
+    let mut c = call("netprobe", Format::HttpStream, "");
+    c.fn_id = "fn-none".into();
+    h.agent.submit(c).await.unwrap();
+    let (network, ip) = container_network(&h, "fn-none").await;
+    assert_eq!(
+        (network.as_str(), ip.as_str()),
+        ("none", ""),
+        "\"none\" disables networking"
+    );
+    h.finish().await;
+}
+
+/// An existing network of the agent's name that lets containers talk is refused, not used.
+#[tokio::test]
+async fn a_network_that_does_not_isolate_is_refused() {
+    let d = docker().await;
+    let driver = runner_node::driver::docker::DockerDriver::connect(None)
+        .await
+        .unwrap();
+    let name = format!(
+        "fn-leaky-{}",
+        &ulid::Ulid::new().to_string().to_lowercase()[20..]
+    );
+    docker_cli(&["network", "create", &name]);
+    use runner_node::driver::Driver;
+    let err = driver
+        .ensure_isolated_network(&name, &Default::default())
+        .await
+        .expect_err("a bridge with inter-container traffic on is not used");
+    assert!(err.to_string().contains("FN_DOCKER_NETWORKS"), "{err}");
+    let _ = d.remove_network(&name).await;
+}
+
+/// The socket root is the agent's alone (root-owned, 0711: containers' users may pass through, not
+/// list or plant anything); each container's directory is its user's (1000:1000) with mode 0700.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_directories_belong_to_their_container_and_nobody_else() {
+    use std::os::unix::fs::MetadataExt;
+    let h = harness("iofsmodes").await;
+    let r = h
+        .agent
+        .submit(call("echo", Format::HttpStream, "hi"))
+        .await
+        .unwrap();
+    assert_eq!(r.body, "hi");
+    let root = h.cfg.iofs_path.join(&h.cfg.instance_id);
+    let meta = std::fs::symlink_metadata(&root).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o7777),
+        (0, 0o711),
+        "socket root {}",
+        root.display()
+    );
+    let dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one hot container, one directory: {dirs:?}");
+    let meta = std::fs::symlink_metadata(&dirs[0]).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (1000, 1000, 0o700),
+        "container directory {}",
+        dirs[0].display()
+    );
+    h.finish().await;
+}
+
+/// A socket path others may write to is refused at start: they could swap a node's directories.
+#[tokio::test]
+async fn a_socket_path_others_may_write_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cfg = test_config("openiofs");
+    cfg.iofs_path = dir.path().to_path_buf();
+    cfg.docker_networks = vec!["none".into()];
+    let err = Agent::new(cfg, Arc::new(MemRecorder::default()))
+        .await
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("FN_IOFS_PATH"), "{err}");
 }

@@ -652,3 +652,103 @@ async fn slow_call_records_do_not_delay_answers() {
         .count();
     assert_eq!(finished, 3, "every record is written by shutdown");
 }
+
+/// A client cannot pass the platform's own headers to a function: its `Fn-Call-Id`, `Fn-Deadline`,
+/// `Fn-Intent`, ... are dropped, and the function sees the platform's values only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_platform_headers_never_reach_the_function() {
+    let node = serve(test_config("forged")).await;
+    for format in ALL_FORMATS {
+        let env_fn = node.add_fn(
+            &format!("env-{}", slug(format)),
+            "envdump",
+            format,
+            json!({}),
+        );
+        let r = Answer::from(
+            node.req(reqwest::Method::POST, &format!("/invoke/{}", env_fn.id))
+                .header("Fn-Call-Id", "forged-call-id")
+                .header("Fn-Deadline", "2000-01-01T00:00:00.000Z")
+                .header("Fn-Intent", "httprequest")
+                .header("Fn-Http-Method", "forged-method")
+                .header("Fn-Http-Request-Url", "http://forged/")
+                .header("Fn_call_id", "forged-call-id")
+                .header("Fn_deadline", "2000-01-01T00:00:00.000Z")
+                .header("X-Kept", "yes")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{format:?}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["call_id"], r.call_id().as_str(), "{format:?}");
+        assert_ne!(v["deadline"], "2000-01-01T00:00:00.000Z", "{format:?}");
+        let seen = v["headers"].to_string() + &v["env"].to_string();
+        for forged in ["forged", "2000-01-01", "httprequest"] {
+            assert!(!seen.contains(forged), "{format:?} saw {forged:?}: {seen}");
+        }
+        assert!(
+            seen.contains("X-Kept") || seen.contains("x-kept"),
+            "{format:?}: other headers pass: {seen}"
+        );
+    }
+    node.finish().await;
+}
+
+/// A function status outside 200-599 is not passed on: the caller gets 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_statuses_outside_200_to_599_answer_502() {
+    let node = serve(test_config("badstatus")).await;
+    for format in [Format::HttpStream, Format::Http, Format::Json] {
+        let echo_fn = node.add_fn(&format!("echo-{}", slug(format)), "echo", format, json!({}));
+        node.add_trigger(&format!("/echo-{}", slug(format)), &echo_fn);
+        // The http format's 1xx would be read as an interim answer: it is HTTP's, not the function's.
+        let bad: &[&str] = if format == Format::Http {
+            &["600", "99"]
+        } else {
+            &["600", "150", "99"]
+        };
+        for status in bad {
+            let mut paths = vec![format!("/invoke/{}", echo_fn.id)];
+            // Behind a trigger, the fdk reads the request's gateway form (http-stream).
+            if format == Format::HttpStream {
+                paths.push(format!("/t/myapp/echo-{}", slug(format)));
+            }
+            for path in paths {
+                let r = Answer::from(
+                    node.req(reqwest::Method::POST, &path)
+                        .header("X-Status", *status)
+                        .body("x")
+                        .send()
+                        .await
+                        .unwrap(),
+                )
+                .await;
+                assert_eq!(
+                    r.status,
+                    502,
+                    "{format:?} {path} status {status}: {}",
+                    r.text()
+                );
+            }
+        }
+        let ok_path = match format {
+            Format::HttpStream => format!("/t/myapp/echo-{}", slug(format)),
+            _ => format!("/invoke/{}", echo_fn.id),
+        };
+        let r = Answer::from(
+            node.req(reqwest::Method::POST, &ok_path)
+                .header("X-Status", "599")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            r.status, 599,
+            "{format:?}: 599 is a status the function may answer"
+        );
+    }
+    node.finish().await;
+}

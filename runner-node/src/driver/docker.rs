@@ -6,15 +6,21 @@ use async_trait::async_trait;
 use base64::Engine;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Network, NetworkCreateRequest,
+    ResourcesUlimits,
+};
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
-    RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, InspectNetworkOptions,
+    ListContainersOptions, RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
 
+use shared::{normalize_registry, ImageRef};
+
 use super::{Attached, ContainerSpec, Driver, ExitStatus, Output};
+use crate::config::RegistryAuth;
 use crate::error::AgentError;
 
 /// Runs containers on the local Docker engine (`DOCKER_HOST` or the default socket).
@@ -22,13 +28,13 @@ use crate::error::AgentError;
 pub struct DockerDriver {
     docker: Docker,
     /// `FN_DOCKER_AUTH`/`DOCKER_AUTH` JSON, if given; else `~/.docker/config.json` is read per pull.
-    auth: Option<String>,
+    auth: Option<RegistryAuth>,
 }
 
 impl DockerDriver {
     /// Connects with the local defaults and negotiates the API version (the engine may be
     /// older than bollard's default version).
-    pub async fn connect(auth: Option<String>) -> Result<Self, AgentError> {
+    pub async fn connect(auth: Option<RegistryAuth>) -> Result<Self, AgentError> {
         let docker = Docker::connect_with_local_defaults()?
             .negotiate_version()
             .await?;
@@ -41,61 +47,75 @@ impl DockerDriver {
     }
 
     /// Credentials for the registry that hosts `image`, from the configured JSON or the Docker
-    /// config file, matched by registry host suffix as Fn does.
-    fn credentials(&self, image: &str) -> Option<DockerCredentials> {
-        let (registry, _, _) = parse_image(image);
-        let json = match &self.auth {
-            Some(j) => j.clone(),
+    /// config file.
+    fn credentials(&self, image: &ImageRef) -> Option<DockerCredentials> {
+        match &self.auth {
+            Some(a) => credentials_for(a.expose(), &image.registry),
             None => {
                 let home = std::env::var("HOME").ok()?;
-                std::fs::read_to_string(format!("{home}/.docker/config.json")).ok()?
+                let json = std::fs::read_to_string(format!("{home}/.docker/config.json")).ok()?;
+                credentials_for(&json, &image.registry)
             }
-        };
-        let v: serde_json::Value = serde_json::from_str(&json).ok()?;
-        let auths = v.get("auths").unwrap_or(&v).as_object()?;
-        for (host, entry) in auths {
-            let host_only = host
-                .trim_start_matches("https://")
-                .trim_start_matches("http://");
-            let host_only = host_only.split('/').next().unwrap_or(host_only);
-            if !(registry.ends_with(host_only)
-                || (registry == "docker.io" && host_only.contains("docker.io")))
-            {
-                continue;
-            }
-            let auth = entry.get("auth").and_then(|a| a.as_str())?;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth)
-                .ok()?;
-            let decoded = String::from_utf8(decoded).ok()?;
-            let (user, pass) = decoded.split_once(':')?;
-            return Some(DockerCredentials {
-                username: Some(user.to_string()),
-                password: Some(pass.to_string()),
-                serveraddress: Some(host.clone()),
-                ..Default::default()
-            });
         }
-        None
     }
 }
 
+/// The entry of a Docker credentials JSON (`{"auths":{host:{"auth":base64(user:pass)}}}`, or the
+/// bare map) for exactly `registry` (`host[:port]`, Docker Hub's aliases counted as one). Fn matched
+/// by host suffix, which sent a registry's credentials to any look-alike host that ends the same way.
+pub fn credentials_for(json: &str, registry: &str) -> Option<DockerCredentials> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let auths = v.get("auths").unwrap_or(&v).as_object()?;
+    let wanted = normalize_registry(registry);
+    let (host, entry) = auths
+        .iter()
+        .find(|(host, _)| normalize_registry(host) == wanted)?;
+    let auth = entry.get("auth").and_then(|a| a.as_str())?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(auth)
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, pass) = decoded.split_once(':')?;
+    Some(DockerCredentials {
+        username: Some(user.to_string()),
+        password: Some(pass.to_string()),
+        serveraddress: Some(host.clone()),
+        ..Default::default()
+    })
+}
+
 /// Splits an image reference into (registry, repository, tag): a missing tag is `latest`, the
-/// first path part is a registry only if it has `.` or `:` or is `localhost`.
-pub fn parse_image(image: &str) -> (String, String, String) {
-    let (name, tag) = match image.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, t),
-        _ => (image, "latest"),
-    };
-    let (registry, repo) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (first.to_string(), rest.to_string())
-        }
-        _ => ("docker.io".to_string(), name.to_string()),
-    };
-    (registry, repo, tag.to_string())
+/// first path part is a registry only if it has `.` or `:` or is `localhost`. `None` if the
+/// reference is not valid.
+pub fn parse_image(image: &str) -> Option<(String, String, String)> {
+    let r = ImageRef::parse(image)?;
+    let tag = r.tag.unwrap_or_else(|| "latest".to_string());
+    Some((r.registry, r.repository, tag))
+}
+
+/// Docker's bridge option that, set to `false`, drops traffic between the bridge's containers.
+const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
+/// Docker's bridge option naming the host interface.
+const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
+/// Longest Linux interface name.
+const MAX_IFNAME: usize = 15;
+
+/// An existing network is used for functions only if it is a bridge with inter-container traffic off.
+fn check_isolated(name: &str, net: &Network) -> Result<(), AgentError> {
+    let bridge = net.driver.as_deref() == Some("bridge");
+    let icc_off = net
+        .options
+        .as_ref()
+        .and_then(|o| o.get(ICC_OPTION))
+        .is_some_and(|v| v == "false");
+    if bridge && icc_off {
+        Ok(())
+    } else {
+        Err(AgentError::Internal(format!(
+            "network {name} exists but is not a bridge with {ICC_OPTION}=false, so function containers \
+             could reach each other on it; remove it, or name the networks to use in FN_DOCKER_NETWORKS"
+        )))
+    }
 }
 
 fn is_not_found(e: &BollardError) -> bool {
@@ -111,29 +131,38 @@ fn is_not_found(e: &BollardError) -> bool {
 #[async_trait]
 impl Driver for DockerDriver {
     async fn ensure_image(&self, image: &str) -> Result<(), AgentError> {
+        // Only a valid reference reaches Docker: anything else could be read as another image,
+        // another registry or an option.
+        let reference =
+            ImageRef::parse(image).ok_or_else(|| AgentError::InvalidImage(image.to_string()))?;
         match self.docker.inspect_image(image).await {
             Ok(_) => return Ok(()),
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(e.into()),
         }
-        let (_, _, tag) = parse_image(image);
-        let from_image = image
-            .strip_suffix(&format!(":{tag}"))
-            .unwrap_or(image)
-            .to_string();
+        // Docker pulls `name` at `tag`, where a digest stands in for the tag.
+        let tag = match (&reference.digest, &reference.tag) {
+            (Some(d), _) => d.clone(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".to_string(),
+        };
         let opts = CreateImageOptions {
-            from_image: Some(from_image),
+            from_image: Some(reference.name(image)),
             tag: Some(tag),
             ..Default::default()
         };
-        let pull_err = |status: u16, message: String| AgentError::ImagePull {
-            image: image.to_string(),
-            status,
-            message,
+        // The caller learns only that the pull failed; Docker's detail (registry answers,
+        // auth errors) stays in the node's log.
+        let pull_err = |status: u16, detail: &dyn std::fmt::Display| {
+            tracing::warn!(image, status, error = %detail, "image pull failed");
+            AgentError::ImagePull {
+                image: image.to_string(),
+                status,
+            }
         };
         let mut stream = self
             .docker
-            .create_image(Some(opts), None, self.credentials(image));
+            .create_image(Some(opts), None, self.credentials(&reference));
         while let Some(item) = stream.next().await {
             match item {
                 Ok(_) => {}
@@ -146,9 +175,9 @@ impl Driver for DockerDriver {
                     } else {
                         500
                     };
-                    return Err(pull_err(status, message));
+                    return Err(pull_err(status, &message));
                 }
-                Err(e) => return Err(pull_err(500, e.to_string())),
+                Err(e) => return Err(pull_err(500, &e)),
             }
         }
         Ok(())
@@ -311,6 +340,54 @@ impl Driver for DockerDriver {
         }
     }
 
+    async fn ensure_isolated_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), AgentError> {
+        match self
+            .docker
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(net) => return check_isolated(name, &net),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut options = HashMap::from([(ICC_OPTION.to_string(), "false".to_string())]);
+        // A fixed interface name lets firewall rules name the functions' bridge.
+        if name.len() <= MAX_IFNAME {
+            options.insert(BRIDGE_NAME_OPTION.to_string(), name.to_string());
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".to_string()),
+            options: Some(options),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => {
+                tracing::info!(
+                    network = name,
+                    "created the isolated network for function containers"
+                );
+                Ok(())
+            }
+            // Another node on this host created it meanwhile: check theirs.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                let net = self
+                    .docker
+                    .inspect_network(name, None::<InspectNetworkOptions>)
+                    .await?;
+                check_isolated(name, &net)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn list_labelled(&self, key: &str, value: &str) -> Result<Vec<String>, AgentError> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{key}={value}")])]);
         let opts = ListContainersOptions {
@@ -325,25 +402,75 @@ impl Driver for DockerDriver {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_image;
+    use super::{credentials_for, parse_image};
+    use base64::Engine;
 
     #[test]
     fn image_references_are_parsed_like_fn() {
+        let p = |i: &str| parse_image(i).unwrap();
         assert_eq!(
-            parse_image("hello"),
+            p("hello"),
             ("docker.io".into(), "hello".into(), "latest".into())
         );
         assert_eq!(
-            parse_image("me/fn:0.1"),
+            p("me/fn:0.1"),
             ("docker.io".into(), "me/fn".into(), "0.1".into())
         );
         assert_eq!(
-            parse_image("localhost:5000/fn"),
+            p("localhost:5000/fn"),
             ("localhost:5000".into(), "fn".into(), "latest".into())
         );
         assert_eq!(
-            parse_image("reg.io/a/b:v2"),
+            p("reg.io/a/b:v2"),
             ("reg.io".into(), "a/b".into(), "v2".into())
+        );
+        assert_eq!(parse_image("Bad Image"), None);
+    }
+
+    fn auths(hosts: &[&str]) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode("user:secret");
+        let entries: Vec<String> = hosts
+            .iter()
+            .map(|h| format!(r#""{h}":{{"auth":"{b64}"}}"#))
+            .collect();
+        format!(r#"{{"auths":{{{}}}}}"#, entries.join(","))
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_exact_registry_they_name() {
+        let json = auths(&["registry.example.com"]);
+        let c = credentials_for(&json, "registry.example.com").expect("exact host");
+        assert_eq!(c.username.as_deref(), Some("user"));
+        assert_eq!(c.password.as_deref(), Some("secret"));
+        assert_eq!(c.serveraddress.as_deref(), Some("registry.example.com"));
+        for other in [
+            "evil-registry.example.com",
+            "registry.example.com.evil.net",
+            "evilregistry.example.com",
+            "registry.example.com:5000",
+            "example.com",
+            "docker.io",
+        ] {
+            assert!(credentials_for(&json, other).is_none(), "{other}");
+        }
+        // A port is part of the host: credentials for :5000 are not for :5001 or the bare host.
+        let json = auths(&["https://registry.example.com:5000/v2/"]);
+        assert!(credentials_for(&json, "registry.example.com:5000").is_some());
+        assert!(credentials_for(&json, "registry.example.com:5001").is_none());
+        assert!(credentials_for(&json, "registry.example.com").is_none());
+    }
+
+    #[test]
+    fn docker_hub_aliases_share_credentials_and_nothing_else_does() {
+        let json = auths(&["https://index.docker.io/v1/"]);
+        assert!(credentials_for(&json, "docker.io").is_some());
+        assert!(credentials_for(&json, "registry-1.docker.io").is_some());
+        assert!(credentials_for(&json, "evildocker.io").is_none());
+        assert!(credentials_for(&json, "docker.io.evil.net").is_none());
+        let json = auths(&["evildocker.io"]);
+        assert!(
+            credentials_for(&json, "docker.io").is_none(),
+            "a look-alike of the hub"
         );
     }
 }

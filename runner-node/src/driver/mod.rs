@@ -105,4 +105,18 @@ pub trait Driver: Send + Sync + 'static {
     async fn remove(&self, id: &str) -> Result<(), AgentError>;
     /// Ids of containers carrying the label `key=value` (running or not).
     async fn list_labelled(&self, key: &str, value: &str) -> Result<Vec<String>, AgentError>;
+    /// Makes sure the bridge network `name` for function containers exists with traffic between
+    /// its containers off, creating it (with `labels`) if absent. An existing network of that name
+    /// that lets containers reach each other is an error, never used. Drivers that cannot isolate
+    /// containers fail here.
+    async fn ensure_isolated_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), AgentError> {
+        let _ = labels;
+        Err(AgentError::Internal(format!(
+            "this driver cannot create the isolated network {name}"
+        )))
+    }
 }

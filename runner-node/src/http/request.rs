@@ -12,7 +12,7 @@ use shared::{App, Call, CallStatus, Func, QueuedCall, Route};
 
 use super::error::InvokeError;
 use crate::call::CallSpec;
-use crate::protocol::canonical_header;
+use crate::protocol::{canonical_header, strip_platform_headers};
 
 /// The parts of an incoming request a call needs.
 #[derive(Debug, Clone)]
@@ -23,7 +23,8 @@ pub struct Incoming {
     pub method: String,
     /// Full request URL (scheme, host, path, query).
     pub url: String,
-    /// Request headers, without `Host` (the function's request has its own).
+    /// Request headers, without `Host` (the function's request has its own) and without any
+    /// header the platform sets for the function (`Fn-Call-Id`, `Fn-Deadline`, ...).
     pub headers: http::HeaderMap,
     /// Request body.
     pub body: Bytes,
@@ -66,6 +67,7 @@ impl Incoming {
                 headers.append(n, v);
             }
         }
+        strip_platform_headers(&mut headers);
         let conn = req.connection_info();
         let path = req
             .uri()

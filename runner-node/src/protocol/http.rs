@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 
-use super::{header_size, read_body, strip_hop_headers, Limits, Outcome};
+use super::{check_status, header_size, read_body, strip_hop_headers, Limits, Outcome};
 use crate::call::{CallResponse, CallSpec};
 use crate::error::AgentError;
 
@@ -21,26 +21,41 @@ pub(crate) async fn dispatch(
 ) -> Outcome {
     let mut headers = call.headers.clone();
     strip_hop_headers(&mut headers);
-    let mut req = http::Request::builder()
-        .method(call.method.as_str())
-        .uri(call.url.as_str());
-    *req.headers_mut().expect("builder") = headers;
     let host = call
         .url
         .parse::<http::Uri>()
         .ok()
         .and_then(|u| u.host().map(str::to_string));
-    let req = req
-        .header("Host", host.unwrap_or_else(|| "localhost".into()))
-        .header(
-            "Fn_deadline",
+    // The platform's values replace any the request carried.
+    let fn_headers = [
+        ("host", host.unwrap_or_else(|| "localhost".into())),
+        (
+            "fn_deadline",
             deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        )
-        .header("Fn_method", call.method.as_str())
-        .header("Fn_request_url", call.url.as_str())
-        .header("Fn_call_id", call.id.as_str())
-        .header("Content-Length", call.body.len())
-        .body(Full::new(call.body.clone()));
+        ),
+        ("fn_method", call.method.clone()),
+        ("fn_request_url", call.url.clone()),
+        ("fn_call_id", call.id.clone()),
+        ("content-length", call.body.len().to_string()),
+    ];
+    for (name, value) in fn_headers {
+        match http::HeaderValue::try_from(value) {
+            Ok(v) => {
+                headers.insert(name, v);
+            }
+            Err(e) => {
+                return Outcome {
+                    result: Err(AgentError::Internal(format!("bad header {name}: {e}"))),
+                    retire: false,
+                }
+            }
+        }
+    }
+    let mut req = http::Request::builder()
+        .method(call.method.as_str())
+        .uri(call.url.as_str());
+    *req.headers_mut().expect("builder") = headers;
+    let req = req.body(Full::new(call.body.clone()));
     let req = match req {
         Ok(r) => r,
         Err(e) => {
@@ -65,6 +80,12 @@ pub(crate) async fn dispatch(
         Ok(body) => {
             let mut headers = parts.headers;
             strip_hop_headers(&mut headers);
+            if let Err(e) = check_status(parts.status.as_u16(), &headers) {
+                return Outcome {
+                    result: Err(e),
+                    retire: false,
+                };
+            }
             Outcome::ok(CallResponse {
                 status: parts.status.as_u16(),
                 headers,

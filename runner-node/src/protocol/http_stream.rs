@@ -12,7 +12,7 @@ use hyper::client::conn::http1::SendRequest;
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 
-use super::{header_size, read_body, strip_hop_headers, Limits, Outcome};
+use super::{check_status, header_size, read_body, strip_hop_headers, Limits, Outcome};
 use crate::call::{CallResponse, CallSpec};
 use crate::error::AgentError;
 
@@ -53,7 +53,34 @@ fn check_socket(dir: &Path) -> Result<Option<PathBuf>, AgentError> {
         tracing::warn!(path = %target.display(), "http-stream socket has the wrong type or permissions");
         return Err(AgentError::ContainerInitFailed);
     }
-    Ok(Some(path))
+    Ok(Some(target))
+}
+
+/// Connects to the socket file at `path` without following a symlink there. The container owns
+/// the directory and can swap the checked socket for a symlink to any host socket at any time, so
+/// the file is opened as a path (`O_PATH | O_NOFOLLOW`: a symlink is opened as itself), checked to
+/// be a socket open to all, and connected through that descriptor: what is checked is what is
+/// connected.
+pub(crate) fn connect_no_follow(path: &Path) -> Result<std::os::unix::net::UnixStream, AgentError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let refuse = |why: &dyn std::fmt::Display| {
+        tracing::warn!(path = %path.display(), error = %why, "refusing the http-stream socket");
+        AgentError::ContainerInitFailed
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| refuse(&e))?;
+    let meta = file.metadata().map_err(|e| refuse(&e))?;
+    if !meta.file_type().is_socket() || meta.permissions().mode() & 0o666 != 0o666 {
+        return Err(refuse(&"not a socket open to all (a symlink, or swapped)"));
+    }
+    let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let stream = std::os::unix::net::UnixStream::connect(by_fd).map_err(|e| refuse(&e))?;
+    drop(file);
+    Ok(stream)
 }
 
 /// Waits for the function's socket and connects to it. Gives up with the init-timeout error
@@ -77,8 +104,16 @@ pub(crate) async fn connect(
             return Err(AgentError::ContainerInitTimeout);
         }
     };
-    let stream = UnixStream::connect(&path).await.map_err(|e| {
-        tracing::warn!(error = %e, "cannot connect to http-stream socket");
+    // A blocking connect (it waits while the function's backlog is full), off the runtime threads.
+    let stream = tokio::task::spawn_blocking(move || connect_no_follow(&path))
+        .await
+        .map_err(|_| AgentError::ContainerInitFailed)??;
+    stream.set_nonblocking(true).map_err(|e| {
+        tracing::warn!(error = %e, "cannot use the http-stream socket");
+        AgentError::ContainerInitFailed
+    })?;
+    let stream = UnixStream::from_std(stream).map_err(|e| {
+        tracing::warn!(error = %e, "cannot use the http-stream socket");
         AgentError::ContainerInitFailed
     })?;
     super::handshake(stream).await
@@ -94,16 +129,31 @@ pub(crate) async fn dispatch(
 ) -> Outcome {
     let mut headers = call.headers.clone();
     strip_hop_headers(&mut headers);
+    // The platform's values replace any the request carried.
+    let fn_headers = [
+        ("host", "localhost".to_string()),
+        ("fn-call-id", call.id.clone()),
+        (
+            "fn-deadline",
+            deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ),
+    ];
+    for (name, value) in fn_headers {
+        match http::HeaderValue::try_from(value) {
+            Ok(v) => {
+                headers.insert(name, v);
+            }
+            Err(e) => {
+                return Outcome {
+                    result: Err(AgentError::Internal(format!("bad header {name}: {e}"))),
+                    retire: false,
+                }
+            }
+        }
+    }
     let mut req = http::Request::builder().method("POST").uri("/call");
     *req.headers_mut().expect("builder") = headers;
-    let req = req
-        .header("Host", "localhost")
-        .header("Fn-Call-Id", call.id.as_str())
-        .header(
-            "Fn-Deadline",
-            deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        )
-        .body(Full::new(call.body.clone()));
+    let req = req.body(Full::new(call.body.clone()));
     let req = match req {
         Ok(r) => r,
         Err(e) => {
@@ -135,6 +185,12 @@ pub(crate) async fn dispatch(
         200 => {
             let mut headers = parts.headers;
             strip_hop_headers(&mut headers);
+            if let Err(e) = check_status(200, &headers) {
+                return Outcome {
+                    result: Err(e),
+                    retire: false,
+                };
+            }
             Outcome::ok(CallResponse {
                 status: 200,
                 headers,
@@ -186,7 +242,35 @@ mod tests {
         std::os::unix::fs::symlink("phony.sock", dir.path().join(SOCKET)).unwrap();
         assert_eq!(
             check_socket(dir.path()).unwrap(),
-            Some(dir.path().join(SOCKET))
+            Some(dir.path().join("phony.sock"))
         );
+    }
+
+    /// The race a container can run: the socket passes the check, then is swapped for a symlink
+    /// to a host socket before the agent connects. The connect opens the name without following
+    /// it, so it refuses the symlink instead of reaching the host socket.
+    #[test]
+    fn a_socket_swapped_for_a_symlink_after_the_check_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let host_sock = host.path().join("host.sock");
+        let _host = std::os::unix::net::UnixListener::bind(&host_sock).unwrap();
+        std::fs::set_permissions(&host_sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let sock = dir.path().join(SOCKET);
+        let _fn_listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let checked = check_socket(dir.path()).unwrap().expect("a proper socket");
+        connect_no_follow(&checked).expect("the checked socket connects");
+        // Swap.
+        std::fs::remove_file(&sock).unwrap();
+        std::os::unix::fs::symlink(&host_sock, &sock).unwrap();
+        assert!(
+            std::os::unix::net::UnixStream::connect(&checked).is_ok(),
+            "a plain connect would follow it"
+        );
+        assert!(matches!(
+            connect_no_follow(&checked),
+            Err(AgentError::ContainerInitFailed)
+        ));
     }
 }

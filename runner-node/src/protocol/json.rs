@@ -141,6 +141,12 @@ pub(crate) async fn dispatch(
     } else {
         out.protocol.status_code
     };
+    if let Err(e) = super::check_status(status, &resp_headers) {
+        return Outcome {
+            result: Err(e),
+            retire: excess,
+        };
+    }
     Outcome {
         result: Ok(CallResponse {
             status,

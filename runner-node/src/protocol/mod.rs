@@ -84,6 +84,47 @@ pub(crate) fn strip_hop_headers(h: &mut ::http::HeaderMap) {
     }
 }
 
+/// Request headers the platform itself sets for the function (call id, deadline, the trigger
+/// gateway's request description, the `http` format's `Fn_*` headers). A client's copy of any of
+/// them is dropped on the way in, so a function never mistakes a forged value for the platform's.
+pub(crate) const PLATFORM_HEADERS: &[&str] = &[
+    "fn-call-id",
+    "fn-deadline",
+    "fn-intent",
+    "fn-http-method",
+    "fn-http-request-url",
+    "fn_call_id",
+    "fn_deadline",
+    "fn_method",
+    "fn_request_url",
+];
+
+/// Removes every client-sent header the platform sets itself ([`PLATFORM_HEADERS`]).
+pub(crate) fn strip_platform_headers(h: &mut ::http::HeaderMap) {
+    for name in PLATFORM_HEADERS {
+        h.remove(*name);
+    }
+}
+
+/// Checks the status a function answered with (its own, or the `Fn-Http-Status` it sets for
+/// the trigger gateway): only 200–599 is a response a caller can be given; anything else
+/// (1xx, 600+, garbage) is the function breaking its contract, answered with 502.
+pub(crate) fn check_status(status: u16, headers: &::http::HeaderMap) -> Result<(), AgentError> {
+    let valid = |s: u16| (200..=599).contains(&s);
+    let gateway_ok = headers.get_all("fn-http-status").iter().all(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+            .is_some_and(valid)
+    });
+    if valid(status) && gateway_ok {
+        Ok(())
+    } else {
+        tracing::debug!(status, "function answered a status outside 200-599");
+        Err(AgentError::InvalidFunctionResponse)
+    }
+}
+
 /// Size of a header block as it would be on the wire.
 pub(crate) fn header_size(h: &::http::HeaderMap) -> u64 {
     h.iter()
@@ -192,6 +233,48 @@ mod tests {
     fn canonicalises_like_go() {
         assert_eq!(canonical_header("content-type"), "Content-Type");
         assert_eq!(canonical_header("x-SOME-thing"), "X-Some-Thing");
+    }
+
+    #[test]
+    fn statuses_outside_200_to_599_are_refused() {
+        let none = ::http::HeaderMap::new();
+        for ok in [200, 201, 404, 599] {
+            assert!(check_status(ok, &none).is_ok(), "{ok}");
+        }
+        for bad in [0, 100, 199, 600, 999] {
+            assert!(check_status(bad, &none).is_err(), "{bad}");
+        }
+        for (gw, ok) in [
+            ("418", true),
+            ("150", false),
+            ("700", false),
+            ("teapot", false),
+        ] {
+            let mut h = ::http::HeaderMap::new();
+            h.insert("fn-http-status", gw.parse().unwrap());
+            assert_eq!(check_status(200, &h).is_ok(), ok, "{gw}");
+        }
+    }
+
+    #[test]
+    fn strips_platform_headers() {
+        let mut h = ::http::HeaderMap::new();
+        for name in [
+            "Fn-Call-Id",
+            "fn-deadline",
+            "Fn-Intent",
+            "Fn_call_id",
+            "Fn-Http-Method",
+        ] {
+            h.insert(
+                ::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "forged".parse().unwrap(),
+            );
+        }
+        h.insert("fn-invoke-type", "detached".parse().unwrap());
+        h.insert("fn-http-h-x", "kept".parse().unwrap());
+        strip_platform_headers(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
     }
 
     #[test]

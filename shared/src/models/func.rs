@@ -164,6 +164,9 @@ impl Func {
         if self.image.is_empty() {
             return Err(Error::FnMissingImage);
         }
+        if !super::is_valid_image(&self.image) {
+            return Err(super::invalid_image());
+        }
         if !(1..=MAX_MEMORY_MB).contains(&self.memory) {
             return Err(Error::InvalidMemory);
         }
@@ -218,6 +221,11 @@ mod tests {
         assert_eq!(bad(json!({"name": "a b", "app_id": "A", "image": "i"})), Error::FnInvalidName);
         assert_eq!(bad(json!({"name": "f", "image": "i"})), Error::FnMissingAppId);
         assert_eq!(bad(json!({"name": "f", "app_id": "A"})), Error::FnMissingImage);
+        for image in ["Hello", "a b", "--help", "evil.example.com/x:tag with space", "a@sha256:x"] {
+            let e = bad(json!({"name": "f", "app_id": "A", "image": image}));
+            assert_eq!(e.status(), 400, "{image}");
+            assert!(e.message().starts_with("Invalid image"), "{image}: {}", e.message());
+        }
         assert_eq!(bad(json!({"name": "f", "app_id": "A", "image": "i", "timeout": 301})), Error::FnInvalidTimeout);
         assert_eq!(bad(json!({"name": "f", "app_id": "A", "image": "i", "idle_timeout": -5})), Error::FnInvalidIdleTimeout);
         assert_eq!(bad(json!({"name": "f", "app_id": "A", "image": "i", "memory": 9000})), Error::InvalidMemory);

@@ -9,6 +9,7 @@ mod annotations;
 mod app;
 mod call;
 mod func;
+mod image;
 mod maps;
 mod resources;
 mod route;
@@ -18,6 +19,7 @@ pub use annotations::Annotations;
 pub use app::{App, AppInput};
 pub use call::{Call, CallAttempt, CallLog, CallStatus, QueuedCall};
 pub use func::{Func, FuncInput};
+pub use image::{is_valid_image, normalize_registry, ImageRef, DOCKER_HUB, MAX_IMAGE_NAME_LEN};
 pub use maps::{Config, Headers};
 pub use resources::{Format, MilliCpus};
 pub use route::{check_path, clean_path, Route, RouteInput, RouteType};
@@ -46,4 +48,13 @@ fn is_plain_name(name: &str) -> bool {
 /// Treats `Some("")` like `None`: Fn ignores empty strings in create and update bodies.
 fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().filter(|s| !s.is_empty())
+}
+
+/// The 400 for an image that is not a Docker image reference; it names the field, not the value.
+fn invalid_image() -> crate::Error {
+    crate::Error::BadRequest(
+        "Invalid image: must be a Docker image reference \
+         ([registry[:port]/]name[:tag][@digest], lowercase name)"
+            .into(),
+    )
 }

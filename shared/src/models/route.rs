@@ -211,6 +211,9 @@ impl Route {
         if self.image.is_empty() {
             return Err(Error::RouteMissingImage);
         }
+        if !super::is_valid_image(&self.image) {
+            return Err(super::invalid_image());
+        }
         if !(1..=MAX_MEMORY_MB).contains(&self.memory) {
             return Err(Error::InvalidMemory);
         }
@@ -316,6 +319,9 @@ mod tests {
         let bad = |v: Value| Route::new("app", input(v)).unwrap_err();
         assert_eq!(bad(json!({"image": "i"})), Error::RouteMissingPath);
         assert_eq!(bad(json!({"path": "/a"})), Error::RouteMissingImage);
+        let e = bad(json!({"path": "/a", "image": "Reg.Example.com/UPPER"}));
+        assert_eq!(e.status(), 400);
+        assert!(e.message().starts_with("Invalid image"), "{}", e.message());
         assert_eq!(bad(json!({"path": "/a/:id", "image": "i"})), Error::RouteDynamicPath);
         assert_eq!(bad(json!({"path": "a", "image": "i"})), Error::RouteInvalidPath);
         assert_eq!(bad(json!({"path": "/a%zz", "image": "i"})), Error::RoutePathMalformed);
