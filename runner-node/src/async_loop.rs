@@ -1,9 +1,15 @@
 //! The async loop: takes queued calls from the API node and runs them, while this node has room.
 //!
-//! A call is taken with a lease, run through the agent like any other, and its end is recorded before
-//! the queue is told (`DataAccess::complete`): the API node then acks it, or gives a failed call back for
-//! a retry with backoff. A runner that dies mid-call never completes it, so its lease runs out and the
-//! call runs elsewhere: at-least-once, with one record per call ID.
+//! A call is taken with a short lease, which the runner keeps by heartbeating ([`DataAccess::heartbeat`],
+//! three beats per lease) from the moment it takes the call until its completion is delivered: while the
+//! call waits for room, its image is pulled, its container starts and it runs. So a slow pull or a long
+//! wait does not make the call run twice, while a runner that dies stops beating and its call runs
+//! elsewhere one lease later. The call's end is recorded before the queue is told
+//! (`DataAccess::complete`): the API node then acks it, or gives a failed call back for a retry with
+//! backoff. At-least-once, with one record per call ID.
+//!
+//! Each call runs in its own task. Its slot in the loop's capacity is released by a guard, and a panic in
+//! it is caught and logged: one bad call neither leaks capacity nor stops the loop.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,9 +17,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use shared::time::DateTime;
 use shared::{Call, CallStatus, Error, QueuedCall};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::call::CallSpec;
 use crate::data_access::{DataAccess, Delivery};
@@ -24,11 +32,17 @@ use crate::Agent;
 const DEQUEUE_WAIT: Duration = Duration::from_secs(5);
 /// Memory an async call is assumed to need when deciding whether to take one (Fn's default).
 const TYPICAL_CALL_BYTES: u64 = 128 << 20;
+/// Heartbeats per lease: two may be lost or late before the lease runs out.
+const BEATS_PER_LEASE: u32 = 3;
+/// Shortest time between heartbeats, whatever the lease.
+const MIN_BEAT: Duration = Duration::from_millis(50);
+/// Wait before retrying a heartbeat the API node did not answer (and before the first answer).
+const BEAT_RETRY: Duration = Duration::from_secs(1);
 
 /// Runs queued calls until `stop` turns true, then waits for the calls it started.
 pub async fn run(agent: Arc<Agent>, data: Arc<dyn DataAccess>, mut stop: watch::Receiver<bool>) {
     let running = Arc::new(AtomicUsize::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = JoinSet::new();
     // Take calls only while 80% of the node's memory would cover them, as Fn's async high-water mark.
     let limit = ((agent.resources().total_memory() / 10 * 8) / TYPICAL_CALL_BYTES).max(1) as usize;
     while !*stop.borrow() {
@@ -38,7 +52,7 @@ pub async fn run(agent: Arc<Agent>, data: Arc<dyn DataAccess>, mut stop: watch::
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 _ = stop.changed() => {}
             }
-            while tasks.try_join_next().is_some() {}
+            reap(&mut tasks);
             continue;
         }
         let next = tokio::select! {
@@ -47,11 +61,20 @@ pub async fn run(agent: Arc<Agent>, data: Arc<dyn DataAccess>, mut stop: watch::
         };
         match next {
             Ok(Some(delivery)) => {
-                running.fetch_add(1, Ordering::SeqCst);
-                let (agent, data, running) = (agent.clone(), data.clone(), running.clone());
+                let slot = Slot::take(&running);
+                let (agent, data) = (agent.clone(), data.clone());
                 tasks.spawn(async move {
-                    run_one(&agent, data.as_ref(), delivery).await;
-                    running.fetch_sub(1, Ordering::SeqCst);
+                    let _slot = slot;
+                    let id = delivery.call.call.id.clone();
+                    let run = std::panic::AssertUnwindSafe(run_one(&agent, data, delivery));
+                    if let Err(panic) = run.catch_unwind().await {
+                        let cause = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        tracing::error!(call_id = %id, %cause, "queued call panicked; its lease runs out and it runs again");
+                    }
                 });
             }
             Ok(None) => {}
@@ -63,13 +86,73 @@ pub async fn run(agent: Arc<Agent>, data: Arc<dyn DataAccess>, mut stop: watch::
                 }
             }
         }
-        while tasks.try_join_next().is_some() {}
+        reap(&mut tasks);
     }
     while tasks.join_next().await.is_some() {}
 }
 
-/// Runs one delivered call and completes it once its end is recorded.
-async fn run_one(agent: &Agent, data: &dyn DataAccess, delivery: Delivery) {
+/// Forgets finished call tasks. Their panics were caught and logged inside; a task that still failed
+/// (cancelled) has released its slot through its guard.
+fn reap(tasks: &mut JoinSet<()>) {
+    while let Some(done) = tasks.try_join_next() {
+        if let Err(e) = done {
+            tracing::error!(error = %e, "queued call task failed");
+        }
+    }
+}
+
+/// One call's place in the loop's capacity, given back when dropped: when the call ends, and also when
+/// its task unwinds from a panic or is cancelled.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(running: &Arc<AtomicUsize>) -> Slot {
+        running.fetch_add(1, Ordering::SeqCst);
+        Slot(running.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Aborts a task when dropped (the heartbeat of a call that ended, failed or panicked).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keeps a delivered call held until aborted: beats at once (learning the lease), then three times per
+/// lease. A refusal (4xx) means the hold is lost, the call runs elsewhere: beating stops. An API node
+/// that does not answer is asked again soon; the lease may run out meanwhile, as it must if it stays away.
+async fn keep_held(data: Arc<dyn DataAccess>, delivery: Delivery) {
+    let id = &delivery.call.call.id;
+    let mut every = BEAT_RETRY;
+    loop {
+        match data.heartbeat(&delivery).await {
+            Ok(lease) => every = (lease / BEATS_PER_LEASE).max(MIN_BEAT),
+            Err(e) if e.status() < 500 => {
+                tracing::warn!(call_id = %id, error = %e, "lost the hold on a queued call; it may run elsewhere");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(call_id = %id, error = %e, "heartbeat of a queued call not taken; retrying");
+                every = every.min(BEAT_RETRY);
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Runs one delivered call and completes it once its end is recorded, holding its lease throughout.
+async fn run_one(agent: &Agent, data: Arc<dyn DataAccess>, delivery: Delivery) {
+    let _held = AbortOnDrop(tokio::spawn(keep_held(data.clone(), delivery.clone())));
+    let data = data.as_ref();
     let id = delivery.call.call.id.clone();
     let record = match spec(data, &delivery.call).await {
         Ok(spec) => {
