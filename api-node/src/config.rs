@@ -78,13 +78,13 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: "FN_ASYNC_LEASE_MSECS",
-        default: "30000",
-        help: "how long past its timeout a runner holds a queued call before it is run elsewhere",
+        default: "10000",
+        help: "how long a runner holds a queued call without a heartbeat before it is run elsewhere",
     },
     Variable {
         name: "FN_ASYNC_MAX_ATTEMPTS",
         default: "3",
-        help: "attempts of a failing async call before it is dead-lettered",
+        help: "attempts (failed runs, or hand-outs to runners lost before completing) before an async call is dead-lettered",
     },
     Variable {
         name: "FN_LOST_CALL_AFTER_MSECS",
@@ -247,7 +247,7 @@ impl Settings {
             runner_token: src.get("FN_RUNNER_TOKEN").filter(|t| !t.is_empty()),
             grpc_tls: grpc_tls(src)?,
             async_policy: crate::direct::AsyncPolicy {
-                lease: Duration::from_millis(parse_or(src, "FN_ASYNC_LEASE_MSECS", 30_000u64)?),
+                lease: Duration::from_millis(parse_or(src, "FN_ASYNC_LEASE_MSECS", 10_000u64)?),
                 max_attempts: parse_or(src, "FN_ASYNC_MAX_ATTEMPTS", 3u32)?.max(1),
                 backoff: Duration::from_millis(parse_or(src, "FN_ASYNC_RETRY_BACKOFF_MSECS", 1000u64)?),
             },

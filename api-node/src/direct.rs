@@ -32,7 +32,7 @@ pub struct AsyncPolicy {
 
 impl Default for AsyncPolicy {
     fn default() -> Self {
-        AsyncPolicy { lease: Duration::from_secs(30), max_attempts: 3, backoff: Duration::from_secs(1) }
+        AsyncPolicy { lease: Duration::from_secs(10), max_attempts: 3, backoff: Duration::from_secs(1) }
     }
 }
 
