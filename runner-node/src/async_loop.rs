@@ -213,3 +213,145 @@ async fn spec(data: &dyn DataAccess, q: &QueuedCall) -> Result<CallSpec, Error> 
     spec.queued = true;
     Ok(spec)
 }
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use async_trait::async_trait;
+    use serde_json::json;
+    use shared::{App, Func, Route, Trigger};
+
+    use super::*;
+    use crate::memory_data::MemoryDataAccess;
+    use crate::{AgentConfig, NoopRecorder};
+
+    /// Memory data whose `fn_by_id` panics for the fn ID `"boom"`.
+    struct Panicky(Arc<MemoryDataAccess>);
+
+    #[async_trait]
+    impl DataAccess for Panicky {
+        async fn app_by_name(&self, name: &str) -> Result<App, Error> {
+            self.0.app_by_name(name).await
+        }
+        async fn app_by_id(&self, id: &str) -> Result<App, Error> {
+            self.0.app_by_id(id).await
+        }
+        async fn fn_by_id(&self, id: &str) -> Result<Func, Error> {
+            assert_ne!(id, "boom", "a bug in one call");
+            self.0.fn_by_id(id).await
+        }
+        async fn route(&self, app_id: &str, path: &str) -> Result<Route, Error> {
+            self.0.route(app_id, path).await
+        }
+        async fn trigger_by_source(&self, app_id: &str, t: &str, source: &str) -> Result<Trigger, Error> {
+            self.0.trigger_by_source(app_id, t, source).await
+        }
+        async fn enqueue(&self, call: &QueuedCall) -> Result<(), Error> {
+            self.0.enqueue(call).await
+        }
+        async fn dequeue(&self, wait: Duration) -> Result<Option<Delivery>, Error> {
+            self.0.dequeue(wait).await
+        }
+        async fn heartbeat(&self, delivery: &Delivery) -> Result<Duration, Error> {
+            self.0.heartbeat(delivery).await
+        }
+        async fn call_started(&self, call: &Call) -> Result<(), Error> {
+            self.0.call_started(call).await
+        }
+        async fn call_finished(&self, call: &Call, log: &str) -> Result<(), Error> {
+            self.0.call_finished(call, log).await
+        }
+        async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error> {
+            self.0.complete(delivery, call).await
+        }
+    }
+
+    /// An agent on the local Docker engine with room for `memory` bytes: at 256 MiB the loop runs one
+    /// call at a time.
+    async fn agent(test: &str, memory: u64) -> Arc<Agent> {
+        let cfg = AgentConfig {
+            container_label_tag: "fnrs-async-loop-test".into(),
+            instance_id: format!("{test}-{}", shared::id::new_id().to_lowercase()),
+            iofs_path: std::env::temp_dir().join("fn-iofs-tests"),
+            max_total_memory: memory,
+            ..AgentConfig::default()
+        };
+        Arc::new(Agent::new(cfg, Arc::new(NoopRecorder)).await.expect("agent on the local Docker engine"))
+    }
+
+    fn delivery(fn_id: &str, app_id: &str) -> Delivery {
+        let call = Call { fn_id: fn_id.into(), ..Call::new(shared::id::new_id(), app_id, CallStatus::Queued) };
+        let queued = QueuedCall {
+            call,
+            method: "POST".into(),
+            url: "http://x/invoke".into(),
+            headers: Default::default(),
+            body: String::new(),
+            priority: 0,
+        };
+        Delivery { call: queued, token: "t".repeat(32), attempt: 1 }
+    }
+
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_call_neither_leaks_capacity_nor_stops_the_loop() {
+        let agent = agent("panic", 256 << 20).await;
+        let memory = Arc::new(MemoryDataAccess::default());
+        // Room for one call at a time: a slot leaked by a panic would stop every call after it.
+        {
+            let mut queue = memory.deliveries.lock().unwrap();
+            for fn_id in ["boom", "gone-1", "boom", "gone-2", "boom", "gone-3"] {
+                queue.push_back(delivery(fn_id, "app"));
+            }
+        }
+        let (stop_tx, stop) = watch::channel(false);
+        let looping = tokio::spawn(run(agent, Arc::new(Panicky(memory.clone())), stop));
+        wait_for("the calls after the panics", || memory.completed.lock().unwrap().len() == 3).await;
+        let completed: Vec<(String, CallStatus)> =
+            memory.completed.lock().unwrap().iter().map(|(d, c)| (d.call.call.fn_id.clone(), c.status)).collect();
+        assert_eq!(
+            completed,
+            vec![("gone-1".into(), CallStatus::Error), ("gone-2".into(), CallStatus::Error), ("gone-3".into(), CallStatus::Error)]
+        );
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), looping).await.expect("the loop stops").expect("no panic escapes");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_is_held_by_heartbeats_until_it_is_completed() {
+        let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+        let image = crate::testing::function_image(&docker, "sleep").await.unwrap();
+        let agent = agent("beat", 1 << 30).await;
+        let memory = Arc::new(MemoryDataAccess::default());
+        let app = App::new(serde_json::from_value(json!({"name": "beats"})).unwrap()).unwrap();
+        let func = Func::new(
+            serde_json::from_value(json!({"name": "s", "app_id": app.id, "image": image, "format": "http-stream", "timeout": 30}))
+                .unwrap(),
+        )
+        .unwrap();
+        memory.apps.lock().unwrap().push(app.clone());
+        memory.fns.lock().unwrap().push(func.clone());
+        // A 300 ms lease: the runner beats every 100 ms while the container starts and sleeps 1.5 s.
+        memory.lease_ms.store(300, Ordering::SeqCst);
+        let mut d = delivery(&func.id, &app.id);
+        d.call.body = base64::engine::general_purpose::STANDARD.encode("1500");
+        memory.deliveries.lock().unwrap().push_back(d.clone());
+        let (stop_tx, stop) = watch::channel(false);
+        let looping = tokio::spawn(run(agent, memory.clone(), stop));
+        wait_for("the completion", || !memory.completed.lock().unwrap().is_empty()).await;
+        let (_, call) = memory.completed.lock().unwrap()[0].clone();
+        assert_eq!(call.status, CallStatus::Success);
+        let beats = memory.heartbeats.lock().unwrap().len();
+        assert!(beats >= 15, "beats all through the call (1.5 s at one per 100 ms): {beats}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(memory.heartbeats.lock().unwrap().len(), beats, "no beats once the call is completed");
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), looping).await.expect("the loop stops").unwrap();
+    }
+}

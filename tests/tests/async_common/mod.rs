@@ -83,6 +83,21 @@ pub async fn full_node(program: &str, mq_url: Option<String>, extra: &[(&str, &s
     TestNode { node, reaper, dir }
 }
 
+/// Starts a runner node talking to the API node at `api_url`, its files under `dir`.
+pub async fn runner(api_url: String, dir: &std::path::Path, instance: &str) -> Node {
+    let env: HashMap<String, String> = [
+        ("FN_RUNNER_API_URL", api_url),
+        ("FN_INSTANCE_ID", instance.to_string()),
+        ("FN_IOFS_PATH", dir.join("io").display().to_string()),
+        ("FN_MAX_TOTAL_MEMORY_BYTES", NODE_MEMORY.to_string()),
+        ("FN_LOG_LEVEL", "info".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Node::start(binary("runner-node"), env).await.expect("runner node starts")
+}
+
 /// Builds (if needed) the image of test function `name` (`fn-test/<name>:latest`).
 pub async fn image(name: &str) -> String {
     let docker = bollard::Docker::connect_with_local_defaults().expect("docker client");
