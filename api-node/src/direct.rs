@@ -72,8 +72,13 @@ impl DirectDataAccess {
         let completed: Vec<u32> = record.attempts.iter().map(|a| a.attempt).collect();
         let lost: Vec<u32> = (1..=max_attempts).filter(|n| !completed.contains(n)).collect();
         for &attempt in &lost {
-            let error = "its runner was lost before completing it".to_string();
-            record.attempts.push(CallAttempt { attempt, status: CallStatus::Error, started_at: None, completed_at: None, error });
+            record.attempts.push(CallAttempt {
+                attempt,
+                status: CallStatus::Error,
+                started_at: None,
+                completed_at: None,
+                error: "its runner was lost before completing it".into(),
+            });
         }
         record.attempts.sort_by_key(|a| a.attempt);
         record.status = CallStatus::Error;

@@ -162,7 +162,6 @@ async fn concurrent_consumers_never_share_a_message(q: Arc<dyn MessageQueue>) {
     assert_eq!((all.len(), unique.len()), (n, n), "each message delivered exactly once");
 }
 
-
 fn refused<T: std::fmt::Debug>(what: &str, r: Result<T, QueueError>) {
     assert!(matches!(r, Err(QueueError::NotReserved(_))), "{what} must be refused, got {r:?}");
 }
@@ -209,10 +208,16 @@ async fn only_the_current_token_acts(q: Arc<dyn MessageQueue>) {
 }
 
 /// A `DirectDataAccess` over `queue`, a fresh SQLite store with one app, and `policy`.
-async fn direct(queue: Arc<dyn MessageQueue>, policy: AsyncPolicy) -> (DirectDataAccess, Arc<dyn Datastore>, QueuedCall) {
+async fn direct(
+    queue: Arc<dyn MessageQueue>,
+    policy: AsyncPolicy,
+) -> (DirectDataAccess, Arc<dyn Datastore>, QueuedCall) {
     let (store, _) = fresh_store(Backend::Sqlite).await;
     let store: Arc<dyn Datastore> = Arc::new(store);
-    let app = store.insert_app(&App::new(serde_json::from_value(serde_json::json!({"name": "a"})).unwrap()).unwrap()).await.unwrap();
+    let app = store
+        .insert_app(&App::new(serde_json::from_value(serde_json::json!({"name": "a"})).unwrap()).unwrap())
+        .await
+        .unwrap();
     let call = Call { path: "/p".into(), ..Call::new(shared::id::new_id(), &app.id, CallStatus::Queued) };
     let queued = QueuedCall {
         call,
@@ -295,7 +300,10 @@ async fn lost_calls_are_dead_lettered_after_max_attempts(q: Arc<dyn MessageQueue
     assert_eq!((record.status, record.dead_letter), (CallStatus::Error, true), "{record:?}");
     assert!(record.error.contains("runner lost 2 times"), "{}", record.error);
     assert!(record.completed_at.is_some());
-    assert_eq!(record.attempts.iter().map(|a| (a.attempt, a.status)).collect::<Vec<_>>(), vec![(1, CallStatus::Error), (2, CallStatus::Error)]);
+    assert_eq!(
+        record.attempts.iter().map(|a| (a.attempt, a.status)).collect::<Vec<_>>(),
+        vec![(1, CallStatus::Error), (2, CallStatus::Error)]
+    );
     assert!(data.dequeue(lease * 2).await.unwrap().is_none(), "acked, gone from the queue");
     assert_eq!(data.complete(&second, &done(&queued.call)).await.unwrap_err().status(), 400, "too late");
     assert_eq!(store.get_call(&queued.call.id).await.unwrap().status, CallStatus::Error);
@@ -357,9 +365,13 @@ macro_rules! suite {
                 super::concurrent_consumers_never_share_a_message(fresh($kind).await.0).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn only_the_current_token_acts() { super::only_the_current_token_acts(fresh($kind).await.0).await }
+            async fn only_the_current_token_acts() {
+                super::only_the_current_token_acts(fresh($kind).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn forged_completions_are_refused() { super::forged_completions_are_refused(fresh($kind).await.0).await }
+            async fn forged_completions_are_refused() {
+                super::forged_completions_are_refused(fresh($kind).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn heartbeats_hold_a_call_past_its_lease() {
                 super::heartbeats_hold_a_call_past_its_lease(fresh($kind).await.0).await

@@ -317,10 +317,17 @@ mod tests {
             memory.completed.lock().unwrap().iter().map(|(d, c)| (d.call.call.fn_id.clone(), c.status)).collect();
         assert_eq!(
             completed,
-            vec![("gone-1".into(), CallStatus::Error), ("gone-2".into(), CallStatus::Error), ("gone-3".into(), CallStatus::Error)]
+            vec![
+                ("gone-1".into(), CallStatus::Error),
+                ("gone-2".into(), CallStatus::Error),
+                ("gone-3".into(), CallStatus::Error)
+            ]
         );
         stop_tx.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), looping).await.expect("the loop stops").expect("no panic escapes");
+        tokio::time::timeout(Duration::from_secs(10), looping)
+            .await
+            .expect("the loop stops")
+            .expect("no panic escapes");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,8 +338,10 @@ mod tests {
         let memory = Arc::new(MemoryDataAccess::default());
         let app = App::new(serde_json::from_value(json!({"name": "beats"})).unwrap()).unwrap();
         let func = Func::new(
-            serde_json::from_value(json!({"name": "s", "app_id": app.id, "image": image, "format": "http-stream", "timeout": 30}))
-                .unwrap(),
+            serde_json::from_value(
+                json!({"name": "s", "app_id": app.id, "image": image, "format": "http-stream", "timeout": 30}),
+            )
+            .unwrap(),
         )
         .unwrap();
         memory.apps.lock().unwrap().push(app.clone());

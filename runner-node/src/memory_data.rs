@@ -111,7 +111,11 @@ impl DataAccess for MemoryDataAccess {
         Ok(())
     }
     async fn dequeue(&self, wait: Duration) -> Result<Option<Delivery>, Error> {
-        let next = self.deliveries.lock().expect("memory data lock").pop_front();
+        let next = self
+            .deliveries
+            .lock()
+            .expect("memory data lock")
+            .pop_front();
         if next.is_none() {
             tokio::time::sleep(wait.min(Duration::from_millis(50))).await;
         }

@@ -24,7 +24,8 @@ impl Drop for Reaper {
             .args(["ps", "-aq", "--filter", &format!("label=fnproject.runner={}", self.0)])
             .output();
         if let Ok(out) = out {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
+            let ids: Vec<String> =
+                String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
             if !ids.is_empty() {
                 let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
             }
@@ -179,7 +180,8 @@ impl Api {
 
     /// A log as plain text.
     pub async fn log_text(&self, path: &str) -> String {
-        let resp = self.http.get(format!("{}{path}", self.base)).header("Accept", "text/plain").send().await.expect("GET log");
+        let resp =
+            self.http.get(format!("{}{path}", self.base)).header("Accept", "text/plain").send().await.expect("GET log");
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         assert!(status.is_success(), "GET {path}: {status} {text}");
@@ -235,7 +237,12 @@ pub fn millis(v: &Value, field: &str) -> Option<i64> {
 /// Polls the async call record at `path` (its JSON at `pick`) every 20 ms until it is settled
 /// ([`is_settled`]); returns the statuses seen, in order and without repeats, and the settled record.
 /// Panics after `within`.
-pub async fn poll_until_settled(api: &Api, path: &str, pick: fn(Value) -> Value, within: Duration) -> (Vec<String>, Value) {
+pub async fn poll_until_settled(
+    api: &Api,
+    path: &str,
+    pick: fn(Value) -> Value,
+    within: Duration,
+) -> (Vec<String>, Value) {
     let deadline = Instant::now() + within;
     let mut seen: Vec<String> = Vec::new();
     let mut last = Value::Null;
