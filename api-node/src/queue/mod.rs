@@ -1,11 +1,14 @@
 //! The durable queue of async calls.
 //!
 //! A call accepted asynchronously is a message here until a runner has run it and its result is recorded.
-//! Runners *reserve* a message for a while, run the call, record the result, and only then *ack* it. A
-//! reservation that expires (the runner died or hung) makes the message available again, so the call
-//! runs elsewhere: delivery is at least once, and call records are keyed by call ID so a second delivery
-//! updates the one record instead of making two. Fn acknowledged the message when the call *started*,
-//! which lost every call whose runner died mid-run.
+//! Runners *reserve* a message for a short lease, *extend* it (heartbeats) while they work on the call,
+//! record the result, and only then *ack* it. A reservation that expires (the runner died or hung) makes
+//! the message available again, so the call runs elsewhere: delivery is at least once, and call records
+//! are keyed by call ID so a second delivery updates the one record instead of making two. Fn
+//! acknowledged the message when the call *started*, which lost every call whose runner died mid-run.
+//!
+//! Each reservation carries a fresh random 128-bit token; ack, extend and release act only for the
+//! current token, in every backend, and an empty token never matches (an unreserved message has none).
 //!
 //! Backends, chosen by `FN_MQ_URL`:
 //! - `sqlite3://PATH` (also Fn's `bolt://PATH`): the embedded default, a SQLite file in the data directory
