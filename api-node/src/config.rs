@@ -196,6 +196,20 @@ pub struct Settings {
     pub lost_call_after: Option<Duration>,
 }
 
+/// `FN_ASYNC_LEASE_MSECS`: at least 100 ms, or a queued call would be handed out again before its
+/// runner's first heartbeat could reach the API node.
+fn async_lease(src: &dyn Source) -> Result<Duration, ConfigError> {
+    let ms: u64 = parse_or(src, "FN_ASYNC_LEASE_MSECS", 10_000u64)?;
+    if ms < 100 {
+        return Err(ConfigError::Invalid {
+            name: "FN_ASYNC_LEASE_MSECS".into(),
+            value: ms.to_string(),
+            reason: "must be at least 100: runners heartbeat three times per lease".into(),
+        });
+    }
+    Ok(Duration::from_millis(ms))
+}
+
 impl Settings {
     /// Reads the settings from the process environment.
     pub fn from_env() -> Result<Settings, SettingsError> {
@@ -247,7 +261,7 @@ impl Settings {
             runner_token: src.get("FN_RUNNER_TOKEN").filter(|t| !t.is_empty()),
             grpc_tls: grpc_tls(src)?,
             async_policy: crate::direct::AsyncPolicy {
-                lease: Duration::from_millis(parse_or(src, "FN_ASYNC_LEASE_MSECS", 10_000u64)?),
+                lease: async_lease(src)?,
                 max_attempts: parse_or(src, "FN_ASYNC_MAX_ATTEMPTS", 3u32)?.max(1),
                 backoff: Duration::from_millis(parse_or(src, "FN_ASYNC_RETRY_BACKOFF_MSECS", 1000u64)?),
             },
@@ -327,6 +341,15 @@ mod tests {
         assert!(e.contains("FN_PORT"), "{e}");
         let e = Settings::from_source(&env(&[("FN_NODE_TYPE", "runner")])).unwrap_err().to_string();
         assert!(e.contains("FN_NODE_TYPE"), "{e}");
+    }
+
+    #[test]
+    fn async_lease_is_at_least_100_ms() {
+        assert_eq!(Settings::from_source(&env(&[])).unwrap().async_policy.lease, Duration::from_secs(10));
+        let s = Settings::from_source(&env(&[("FN_ASYNC_LEASE_MSECS", "100")])).unwrap();
+        assert_eq!(s.async_policy.lease, Duration::from_millis(100));
+        let e = Settings::from_source(&env(&[("FN_ASYNC_LEASE_MSECS", "0")])).unwrap_err().to_string();
+        assert!(e.contains("FN_ASYNC_LEASE_MSECS") && e.contains("heartbeat"), "{e}");
     }
 
     #[test]
