@@ -63,3 +63,20 @@ pub trait DataAccess: Send + Sync + 'static {
     /// in a way worth retrying and attempts remain, gives it back with backoff.
     async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let call = serde_json::from_value(serde_json::json!({
+            "call": {"id": "c", "status": "queued", "app_id": "a", "created_at": "2026-01-01T00:00:00.000Z"},
+            "method": "POST", "url": "http://x/invoke/f"
+        }))
+        .unwrap();
+        let d = Delivery { call, token: "0123456789abcdef0123456789abcdef".into(), attempt: 2 };
+        let shown = format!("{d:?}");
+        assert!(!shown.contains(&d.token) && shown.contains("***") && shown.contains("attempt: 2"), "{shown}");
+    }
+}
