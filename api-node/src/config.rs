@@ -99,13 +99,13 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: "FN_ASYNC_LEASE_MSECS",
-        default: "30000",
-        help: "how long past its timeout a runner holds a queued call before it is run elsewhere",
+        default: "10000",
+        help: "how long a runner holds a queued call without a heartbeat before it is run elsewhere",
     },
     Variable {
         name: "FN_ASYNC_MAX_ATTEMPTS",
         default: "3",
-        help: "attempts of a failing async call before it is dead-lettered",
+        help: "attempts (failed runs, or hand-outs to runners lost before completing) before an async call is dead-lettered",
     },
     Variable {
         name: "FN_LOST_CALL_AFTER_MSECS",
@@ -247,6 +247,20 @@ pub struct Settings {
     pub http_timeouts: runner_node::slow_clients::HttpTimeouts,
 }
 
+/// `FN_ASYNC_LEASE_MSECS`: at least 100 ms, or a queued call would be handed out again before its
+/// runner's first heartbeat could reach the API node.
+fn async_lease(src: &dyn Source) -> Result<Duration, ConfigError> {
+    let ms: u64 = parse_or(src, "FN_ASYNC_LEASE_MSECS", 10_000u64)?;
+    if ms < 100 {
+        return Err(ConfigError::Invalid {
+            name: "FN_ASYNC_LEASE_MSECS".into(),
+            value: ms.to_string(),
+            reason: "must be at least 100: runners heartbeat three times per lease".into(),
+        });
+    }
+    Ok(Duration::from_millis(ms))
+}
+
 impl Settings {
     /// Reads the settings from the process environment.
     pub fn from_env() -> Result<Settings, SettingsError> {
@@ -304,7 +318,7 @@ impl Settings {
             runner_api_insecure: parse_or(src, "FN_RUNNER_API_INSECURE", false)?,
             grpc_tls: grpc_tls(src)?,
             async_policy: crate::direct::AsyncPolicy {
-                lease: Duration::from_millis(parse_or(src, "FN_ASYNC_LEASE_MSECS", 30_000u64)?),
+                lease: async_lease(src)?,
                 max_attempts: parse_or(src, "FN_ASYNC_MAX_ATTEMPTS", 3u32)?.max(1),
                 backoff: Duration::from_millis(parse_or(src, "FN_ASYNC_RETRY_BACKOFF_MSECS", 1000u64)?),
             },
@@ -509,6 +523,15 @@ mod tests {
         assert_eq!((s.bind_host.as_str(), s.grpc_bind_host.as_str()), ("127.0.0.1", "127.0.0.1"));
         let s = Settings::from_source(&env(&[("FN_LISTEN_HOST", "127.0.0.1"), ("FN_GRPC_LISTEN_HOST", "::")])).unwrap();
         assert_eq!((s.bind_host.as_str(), s.grpc_bind_host.as_str()), ("127.0.0.1", "::"));
+    }
+
+    #[test]
+    fn async_lease_is_at_least_100_ms() {
+        assert_eq!(Settings::from_source(&env(&[])).unwrap().async_policy.lease, Duration::from_secs(10));
+        let s = Settings::from_source(&env(&[("FN_ASYNC_LEASE_MSECS", "100")])).unwrap();
+        assert_eq!(s.async_policy.lease, Duration::from_millis(100));
+        let e = Settings::from_source(&env(&[("FN_ASYNC_LEASE_MSECS", "0")])).unwrap_err().to_string();
+        assert!(e.contains("FN_ASYNC_LEASE_MSECS") && e.contains("heartbeat"), "{e}");
     }
 
     #[test]

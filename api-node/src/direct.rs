@@ -19,10 +19,12 @@ pub const MAX_ATTEMPTS_ANNOTATION: &str = "fnrs.io/async/maxAttempts";
 /// How queued calls are held and retried.
 #[derive(Debug, Clone, Copy)]
 pub struct AsyncPolicy {
-    /// How long a runner holds a call beyond its timeout before the call is handed to another runner
-    /// (covers image pull and container start, which the timeout does not count).
+    /// How long a runner holds a call without a heartbeat before the call is handed to another runner.
+    /// Runners heartbeat several times per lease while the call waits for room, pulls, starts and runs,
+    /// so this only bounds how late a lost runner's call runs elsewhere.
     pub lease: Duration,
-    /// Attempts of a call before it is given up (dead-lettered).
+    /// Attempts of a call before it is given up (dead-lettered): runs that failed, and hand-outs whose
+    /// runner was lost before completing them.
     pub max_attempts: u32,
     /// Delay before the first retry; doubled for each further one.
     pub backoff: Duration,
@@ -30,7 +32,7 @@ pub struct AsyncPolicy {
 
 impl Default for AsyncPolicy {
     fn default() -> Self {
-        AsyncPolicy { lease: Duration::from_secs(30), max_attempts: 3, backoff: Duration::from_secs(1) }
+        AsyncPolicy { lease: Duration::from_secs(10), max_attempts: 3, backoff: Duration::from_secs(1) }
     }
 }
 
@@ -49,21 +51,47 @@ impl DirectDataAccess {
         DirectDataAccess { store, queue, policy, queued: Notify::new() }
     }
 
-    fn delivery(r: Reservation) -> Result<Delivery, Error> {
+    fn delivery(&self, r: Reservation) -> Result<Delivery, Error> {
         let call: QueuedCall = serde_json::from_str(&r.message.payload)
             .map_err(|e| Error::internal(format!("queued call {} is unreadable: {e}", r.message.id)))?;
         Ok(Delivery { call, token: r.token, attempt: r.attempt })
     }
 
-    /// The timeout of the fn or route a call runs, so its lease covers the whole run. A call whose fn
-    /// is gone keeps the plain lease: it will fail fast on the runner.
-    async fn timeout_of(&self, call: &Call) -> Duration {
-        let secs = if !call.fn_id.is_empty() {
-            self.store.get_fn(&call.fn_id).await.map(|f| f.timeout).ok()
-        } else {
-            self.store.get_route(&call.app_id, &call.path).await.map(|r| r.timeout).ok()
+    /// Dead-letters a call handed out more often than its attempts allow, each time to a runner that
+    /// never completed it (it crashed, or the call killed it): its record ends as an error saying so,
+    /// and its message is acked instead of handed out again.
+    async fn give_up(&self, r: &Reservation, delivery: &Delivery, max_attempts: u32) -> Result<(), Error> {
+        let call = &delivery.call.call;
+        let mut record = match self.store.get_call(&call.id).await {
+            Ok(stored) => stored,
+            Err(e) => match Error::from(e) {
+                Error::CallNotFound => call.clone(),
+                other => return Err(other),
+            },
         };
-        Duration::from_secs(secs.unwrap_or(0).max(0) as u64)
+        let completed: Vec<u32> = record.attempts.iter().map(|a| a.attempt).collect();
+        let lost: Vec<u32> = (1..=max_attempts).filter(|n| !completed.contains(n)).collect();
+        for &attempt in &lost {
+            record.attempts.push(CallAttempt {
+                attempt,
+                status: CallStatus::Error,
+                started_at: None,
+                completed_at: None,
+                error: "its runner was lost before completing it".into(),
+            });
+        }
+        record.attempts.sort_by_key(|a| a.attempt);
+        record.status = CallStatus::Error;
+        record.error = format!("gave up after {max_attempts} attempts: runner lost {} times", lost.len());
+        record.completed_at = Some(shared::time::DateTime::now());
+        record.dead_letter = true;
+        tracing::warn!(call_id = %call.id, lost = lost.len(), "queued call dead-lettered: its runners were lost");
+        self.store.insert_call(&record).await?;
+        self.store.record_attempt(&record).await?;
+        match self.queue.ack(r).await {
+            Err(QueueError::NotReserved(_)) => Ok(()),
+            other => Ok(other?),
+        }
     }
 
     /// Attempts allowed for a call: its fn's (or route's) [`MAX_ATTEMPTS_ANNOTATION`] when set to a
@@ -80,13 +108,25 @@ impl DirectDataAccess {
             .map_or(self.policy.max_attempts, |n| n as u32)
     }
 
-    fn reservation(d: &Delivery) -> Result<Reservation, Error> {
-        Ok(Reservation {
+    fn reservation(d: &Delivery) -> Reservation {
+        Reservation {
             message: Message { id: d.call.call.id.clone(), priority: d.call.priority, payload: String::new() },
             token: d.token.clone(),
             attempt: d.attempt,
-        })
+        }
     }
+}
+
+/// The answer to an ack, extension or release whose reservation is not held: a 4xx, so a runner neither
+/// retries it nor mistakes it for done, and nothing about the call changes.
+fn not_held(call_id: &str) -> Error {
+    Error::BadRequest(
+        format!(
+            "call {call_id} is not held by this reservation: its lease expired and it was handed out again, \
+             it was completed, or the token is wrong"
+        )
+        .into(),
+    )
 }
 
 /// Poll interval of a long-poll when no local enqueue wakes it (calls queued by other API nodes).
@@ -130,21 +170,35 @@ impl DataAccess for DirectDataAccess {
         Ok(())
     }
 
+    /// Reserves the next call for one lease; the runner keeps it with [`DataAccess::heartbeat`]. A call
+    /// handed out more often than its attempts allow, whose runners never completed it, is dead-lettered
+    /// here instead of handed out again.
     async fn dequeue(&self, wait: Duration) -> Result<Option<Delivery>, Error> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let woken = self.queued.notified();
             if let Some(r) = self.queue.reserve(self.policy.lease).await? {
-                let delivery = Self::delivery(r.clone())?;
-                let timeout = self.timeout_of(&delivery.call.call).await;
-                self.queue.extend(&r, self.policy.lease + timeout).await?;
-                return Ok(Some(delivery));
+                let delivery = self.delivery(r.clone())?;
+                let max_attempts = self.max_attempts(&delivery.call.call).await;
+                if delivery.attempt <= max_attempts {
+                    return Ok(Some(delivery));
+                }
+                self.give_up(&r, &delivery, max_attempts).await?;
+                continue;
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 return Ok(None);
             }
             let _ = tokio::time::timeout(POLL.min(deadline - now), woken).await;
+        }
+    }
+
+    /// Extends the holder's lease by one lease from now; refused (4xx) unless its token is the current one.
+    async fn heartbeat(&self, delivery: &Delivery) -> Result<Duration, Error> {
+        match self.queue.extend(&Self::reservation(delivery), self.policy.lease).await {
+            Err(QueueError::NotReserved(id)) => Err(not_held(&id)),
+            other => other.map(|()| self.policy.lease).map_err(Error::from),
         }
     }
 
@@ -163,15 +217,15 @@ impl DataAccess for DirectDataAccess {
     /// queue is told, and the run's end was recorded before this (`call_finished`), so a crash anywhere
     /// here redelivers the call rather than losing it.
     async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error> {
-        let reservation = Self::reservation(delivery)?;
-        // A holder whose lease ran out: the call went back to the queue and another run (or its
-        // completion) owns it now. This completion can never be taken, so it is dropped, not failed: an
-        // error here would have a hybrid runner retry it forever, holding up every report behind it.
-        // Extending first also keeps the message from being redelivered while the record is written.
+        let reservation = Self::reservation(delivery);
+        // Only the current holder completes: a holder whose lease ran out (the call went back to the
+        // queue, another run owns it now), or a caller with an empty or wrong token, gets a 4xx, which a
+        // runner does not retry, and the record is left as it is. Extending first also keeps the message
+        // from being redelivered while the record is written.
         match self.queue.extend(&reservation, self.policy.lease).await {
             Err(QueueError::NotReserved(_)) => {
-                tracing::warn!(call_id = %call.id, attempt = delivery.attempt, "completion of a call whose lease expired ignored; it runs again");
-                return Ok(());
+                tracing::warn!(call_id = %call.id, attempt = delivery.attempt, "completion refused: the reservation is not held");
+                return Err(not_held(&call.id));
             }
             other => other?,
         }
@@ -208,7 +262,7 @@ impl DataAccess for DirectDataAccess {
         match done {
             Err(QueueError::NotReserved(_)) => {
                 tracing::warn!(call_id = %call.id, attempt = delivery.attempt, "call's lease expired while it was completed; it runs again");
-                Ok(())
+                Err(not_held(&call.id))
             }
             other => Ok(other?),
         }

@@ -1,5 +1,6 @@
-//! A runner that completes a queued call after its lease ran out (the call was handed out again) must not
-//! get an error: a hybrid runner would retry that completion forever, holding up every report behind it.
+//! A runner that completes a queued call after its lease ran out (the call was handed out again) gets a
+//! 4xx, which a hybrid runner does not retry (a 5xx would be retried forever, holding up every report
+//! behind it), and the record is left to the current holder.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use shared::time::DateTime;
 use shared::{App, Call, CallStatus, QueuedCall};
 
 #[tokio::test]
-async fn a_completion_after_the_lease_ran_out_is_dropped_not_failed() {
+async fn a_completion_after_the_lease_ran_out_is_refused_with_a_4xx() {
     let (store, _) = fresh_store(Backend::Sqlite).await;
     let store: Arc<dyn Datastore> = Arc::new(store);
     let app = store.insert_app(&App::new(serde_json::from_value(json!({"name": "a"})).unwrap()).unwrap()).await.unwrap();
@@ -49,7 +50,8 @@ async fn a_completion_after_the_lease_ran_out_is_dropped_not_failed() {
     assert_eq!(current.attempt, 2);
 
     let done = Call { status: CallStatus::Success, completed_at: Some(DateTime::now()), ..call.clone() };
-    data.complete(&stale, &done).await.expect("a stale completion is dropped, not an error");
+    let refused = data.complete(&stale, &done).await.expect_err("a stale completion is refused");
+    assert_eq!(refused.status(), 400, "{refused:?}");
     let record = store.get_call(&call.id).await.unwrap();
     assert!(record.attempts.is_empty(), "the stale holder does not write the record: {record:?}");
 

@@ -93,6 +93,23 @@ async fn exercise(w: &World, client: &dyn DataAccess, bad: &dyn DataAccess) {
     assert_eq!(w.store.get_log(&done.id).await.unwrap().log, "line1\nline2");
     assert_eq!(client.dequeue(Duration::from_millis(100)).await.unwrap(), None, "acked");
 
+    // Only the holder completes or extends a queued call: an empty or made-up token gets a 400, which a
+    // runner does not retry, and changes nothing.
+    let other = QueuedCall { call: call(w), ..queued.clone() };
+    client.enqueue(&other).await.unwrap();
+    let success = Call { status: CallStatus::Success, completed_at: Some(DateTime::now()), ..other.call.clone() };
+    for token in [String::new(), "0".repeat(32)] {
+        let forged = runner_node::Delivery { call: other.clone(), token, attempt: 1 };
+        for e in [client.complete(&forged, &success).await.unwrap_err(), client.heartbeat(&forged).await.unwrap_err()] {
+            assert!(e.status() == 400 && e.message().contains("not held"), "{e:?}");
+        }
+    }
+    assert_eq!(w.store.get_call(&other.call.id).await.unwrap().status, CallStatus::Queued);
+    let held = client.dequeue(Duration::from_millis(500)).await.unwrap().expect("still queued");
+    assert_eq!(client.heartbeat(&held).await.unwrap(), Duration::from_secs(30));
+    client.complete(&held, &success).await.unwrap();
+    assert_eq!(w.store.get_call(&other.call.id).await.unwrap().status, CallStatus::Success);
+
     // A wrong token gets 401 and changes nothing.
     assert_eq!(bad.app_by_id(&w.app.id).await.unwrap_err(), Error::Unauthorized);
     let mut sneaky = call(w);

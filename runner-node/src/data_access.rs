@@ -10,15 +10,28 @@ use std::time::Duration;
 use async_trait::async_trait;
 use shared::{App, Call, Error, Func, QueuedCall, Route, Trigger};
 
-/// A queued call handed to this runner, held until it is completed or its lease runs out.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// A queued call handed to this runner, held until it is completed or its lease runs out. The runner
+/// keeps the lease with [`DataAccess::heartbeat`] while it works on the call.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Delivery {
     /// The call to run.
     pub call: QueuedCall,
-    /// Proves this runner's hold on the call; an expired hold is refused on completion.
+    /// Proves this runner's hold on the call (128 random bits); an expired hold, an empty or a wrong
+    /// token is refused on heartbeat and completion.
     pub token: String,
     /// How many times the call has been handed out, this time included.
     pub attempt: u32,
+}
+
+/// The token is a credential: `Debug` (and so every log line) shows only whether there is one.
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("call", &self.call)
+            .field("token", &if self.token.is_empty() { "" } else { "***" })
+            .field("attempt", &self.attempt)
+            .finish()
+    }
 }
 
 /// The runner's view of storage.
@@ -38,6 +51,10 @@ pub trait DataAccess: Send + Sync + 'static {
     async fn enqueue(&self, call: &QueuedCall) -> Result<(), Error>;
     /// Takes the next queued call, waiting up to `wait` for one.
     async fn dequeue(&self, wait: Duration) -> Result<Option<Delivery>, Error>;
+    /// Keeps a delivered call held: extends its lease to one lease from now and returns that lease, so
+    /// the caller knows how often to beat. Refused with a 4xx once the hold is lost (the lease expired
+    /// and the call was handed out again, or it was completed), or for a token that is not the holder's.
+    async fn heartbeat(&self, delivery: &Delivery) -> Result<Duration, Error>;
     /// Records that a call started running.
     async fn call_started(&self, call: &Call) -> Result<(), Error>;
     /// Records a call's end and its log.
@@ -45,4 +62,21 @@ pub trait DataAccess: Send + Sync + 'static {
     /// Completes a queued call whose end was recorded: removes it from the queue, or, when `call` failed
     /// in a way worth retrying and attempts remain, gives it back with backoff.
     async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let call = serde_json::from_value(serde_json::json!({
+            "call": {"id": "c", "status": "queued", "app_id": "a", "created_at": "2026-01-01T00:00:00.000Z"},
+            "method": "POST", "url": "http://x/invoke/f"
+        }))
+        .unwrap();
+        let d = Delivery { call, token: "0123456789abcdef0123456789abcdef".into(), attempt: 2 };
+        let shown = format!("{d:?}");
+        assert!(!shown.contains(&d.token) && shown.contains("***") && shown.contains("attempt: 2"), "{shown}");
+    }
 }

@@ -1,7 +1,9 @@
 //! An in-memory [`DataAccess`] for tests and benchmarks (feature `testing`): it stands in for
 //! the storage seam so the invoke endpoints can be served without a database. It keeps what
-//! was queued and recorded so tests can look, and can be told to fail enqueues.
+//! was queued and recorded so tests can look, and can be told to fail enqueues. Deliveries put in
+//! `deliveries` are handed out by `dequeue`, so the async loop can be driven too.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -30,6 +32,14 @@ pub struct MemoryDataAccess {
     pub fail_enqueue: AtomicBool,
     /// Milliseconds every `call_started` / `call_finished` takes (a slow store).
     pub record_delay_ms: AtomicU64,
+    /// Queued calls `dequeue` hands out, first in first out.
+    pub deliveries: Mutex<VecDeque<Delivery>>,
+    /// Every completion: (delivery, call as reported).
+    pub completed: Mutex<Vec<(Delivery, Call)>>,
+    /// Call IDs of every heartbeat, in order.
+    pub heartbeats: Mutex<Vec<String>>,
+    /// Lease `heartbeat` grants, in milliseconds (0: 30 s).
+    pub lease_ms: AtomicU64,
 }
 
 impl MemoryDataAccess {
@@ -101,8 +111,15 @@ impl DataAccess for MemoryDataAccess {
         Ok(())
     }
     async fn dequeue(&self, wait: Duration) -> Result<Option<Delivery>, Error> {
-        tokio::time::sleep(wait).await;
-        Ok(None)
+        let next = self
+            .deliveries
+            .lock()
+            .expect("memory data lock")
+            .pop_front();
+        if next.is_none() {
+            tokio::time::sleep(wait.min(Duration::from_millis(50))).await;
+        }
+        Ok(next)
     }
     async fn call_started(&self, call: &Call) -> Result<(), Error> {
         self.record_delay().await;
@@ -122,7 +139,21 @@ impl DataAccess for MemoryDataAccess {
         ));
         Ok(())
     }
-    async fn complete(&self, _delivery: &Delivery, _call: &Call) -> Result<(), Error> {
+    async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error> {
+        self.completed
+            .lock()
+            .expect("memory data lock")
+            .push((delivery.clone(), call.clone()));
         Ok(())
+    }
+    async fn heartbeat(&self, delivery: &Delivery) -> Result<Duration, Error> {
+        self.heartbeats
+            .lock()
+            .expect("memory data lock")
+            .push(delivery.call.call.id.clone());
+        match self.lease_ms.load(Ordering::SeqCst) {
+            0 => Ok(Duration::from_secs(30)),
+            ms => Ok(Duration::from_millis(ms)),
+        }
     }
 }

@@ -327,22 +327,6 @@ async fn unreachable_queue_refuses_async_calls_with_503_until_it_is_back() {
     check_refused(&api.all_calls(&fn_id, "").await, &[&before, &after]);
 }
 
-/// Starts a runner node talking to the API node at `api_url`.
-async fn runner(api_url: String, dir: &std::path::Path, instance: &str) -> Node {
-    let env: HashMap<String, String> = [
-        ("FN_RUNNER_API_URL", api_url),
-        ("FN_RUNNER_TOKEN", e2e::hybrid::TOKEN.to_string()),
-        ("FN_INSTANCE_ID", instance.to_string()),
-        ("FN_IOFS_PATH", dir.join("io").display().to_string()),
-        ("FN_MAX_TOTAL_MEMORY_BYTES", NODE_MEMORY.to_string()),
-        ("FN_LOG_LEVEL", "info".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    Node::start(binary("runner-node"), env).await.expect("runner node starts")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousand_async_calls_survive_a_killed_runner_and_an_api_node_restart() {
     const TOTAL: usize = 1000;

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use proto::hybrid::hybrid_server::{Hybrid, HybridServer};
 use proto::hybrid::{
-    Ack, CallFinishedRequest, CallJson, CompleteRequest, DequeueReply, DequeueRequest, IdRequest, JsonReply,
-    NameRequest, RouteRequest, TriggerRequest,
+    Ack, CallFinishedRequest, CallJson, CompleteRequest, DequeueReply, DequeueRequest, HeartbeatReply,
+    HeartbeatRequest, IdRequest, JsonReply, NameRequest, RouteRequest, TriggerRequest,
 };
 use runner_node::slow_clients::HttpTimeouts;
 use runner_node::{DataAccess, Delivery};
@@ -145,6 +145,12 @@ impl Hybrid for HybridService {
         let call: Call = parse(&r.call_json)?;
         self.data.complete(&delivery, &call).await.map_err(status)?;
         Ok(Response::new(Ack {}))
+    }
+
+    async fn heartbeat(&self, r: Request<HeartbeatRequest>) -> Result<Response<HeartbeatReply>, Status> {
+        let delivery: Delivery = parse(&r.into_inner().delivery_json)?;
+        let lease = self.data.heartbeat(&delivery).await.map_err(status)?;
+        Ok(Response::new(HeartbeatReply { lease_ms: lease.as_millis() as u64 }))
     }
 }
 

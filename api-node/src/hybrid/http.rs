@@ -35,7 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: HybridState) {
             .route("/async", web::get().to(dequeue))
             .route("/start", web::post().to(start))
             .route("/finish", web::post().to(finish))
-            .route("/complete", web::post().to(complete)),
+            .route("/complete", web::post().to(complete))
+            .route("/heartbeat", web::post().to(heartbeat)),
     );
 }
 
@@ -51,6 +52,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v2/runner/start"),
     ("POST", "/v2/runner/finish"),
     ("POST", "/v2/runner/complete"),
+    ("POST", "/v2/runner/heartbeat"),
 ];
 
 type Reply = Result<HttpResponse, ApiError>;
@@ -162,4 +164,11 @@ async fn complete(req: HttpRequest, s: web::Data<HybridState>, body: web::Bytes)
     let c: Complete = parse(&body)?;
     data.complete(&c.delivery, &c.call).await.v2()?;
     ok(json!({"msg": "completed"}))
+}
+
+async fn heartbeat(req: HttpRequest, s: web::Data<HybridState>, body: web::Bytes) -> Reply {
+    let data = authorize(&req, &s)?;
+    let delivery: Delivery = parse(&body)?;
+    let lease = data.heartbeat(&delivery).await.v2()?;
+    ok(json!({"lease_ms": lease.as_millis() as u64}))
 }

@@ -29,6 +29,7 @@
 //! | `POST /v2/runner/start` | Call | `{"msg":"slingshot: engage"}` |
 //! | `POST /v2/runner/finish` | `{"call":Call,"log":".."}` | `{"msg":"good night, sweet prince"}` |
 //! | `POST /v2/runner/complete` | `{"delivery":Delivery,"call":Call}` | `{"msg":"completed"}` |
+//! | `POST /v2/runner/heartbeat` | Delivery | `{"lease_ms":N}` (400 once the hold is lost) |
 
 pub mod grpc;
 pub mod http;

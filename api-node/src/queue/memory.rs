@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{new_token, now_ms, Message, MessageQueue, QueueError, QueueResult, Reservation};
+use super::{new_token, now_ms, presented, Message, MessageQueue, QueueError, QueueResult, Reservation};
 
 #[derive(Debug)]
 struct Entry {
@@ -53,7 +53,7 @@ impl MessageQueue for MemoryQueue {
     async fn ack(&self, r: &Reservation) -> QueueResult<()> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get(&r.message.id) {
-            Some(e) if e.token == r.token => {
+            Some(e) if e.token == presented(r)? => {
                 entries.remove(&r.message.id);
                 Ok(())
             }
@@ -64,7 +64,7 @@ impl MessageQueue for MemoryQueue {
     async fn extend(&self, r: &Reservation, lease: Duration) -> QueueResult<()> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get_mut(&r.message.id) {
-            Some(e) if e.token == r.token => {
+            Some(e) if e.token == presented(r)? => {
                 e.visible_at = now_ms() + lease.as_millis() as i64;
                 Ok(())
             }
@@ -75,7 +75,7 @@ impl MessageQueue for MemoryQueue {
     async fn release(&self, r: &Reservation, delay: Duration) -> QueueResult<()> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get_mut(&r.message.id) {
-            Some(e) if e.token == r.token => {
+            Some(e) if e.token == presented(r)? => {
                 e.token.clear();
                 e.visible_at = now_ms() + delay.as_millis() as i64;
                 Ok(())

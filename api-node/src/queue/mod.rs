@@ -1,11 +1,14 @@
 //! The durable queue of async calls.
 //!
 //! A call accepted asynchronously is a message here until a runner has run it and its result is recorded.
-//! Runners *reserve* a message for a while, run the call, record the result, and only then *ack* it. A
-//! reservation that expires (the runner died or hung) makes the message available again, so the call
-//! runs elsewhere: delivery is at least once, and call records are keyed by call ID so a second delivery
-//! updates the one record instead of making two. Fn acknowledged the message when the call *started*,
-//! which lost every call whose runner died mid-run.
+//! Runners *reserve* a message for a short lease, *extend* it (heartbeats) while they work on the call,
+//! record the result, and only then *ack* it. A reservation that expires (the runner died or hung) makes
+//! the message available again, so the call runs elsewhere: delivery is at least once, and call records
+//! are keyed by call ID so a second delivery updates the one record instead of making two. Fn
+//! acknowledged the message when the call *started*, which lost every call whose runner died mid-run.
+//!
+//! Each reservation carries a fresh random 128-bit token; ack, extend and release act only for the
+//! current token, in every backend, and an empty token never matches (an unreserved message has none).
 //!
 //! Backends, chosen by `FN_MQ_URL`:
 //! - `sqlite3://PATH` (also Fn's `bolt://PATH`): the embedded default, a SQLite file in the data directory
@@ -42,15 +45,26 @@ pub struct Message {
 }
 
 /// A message held by one consumer until it acks or releases it, or the reservation expires.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Reservation {
     /// The message.
     pub message: Message,
     /// Proves this reservation is the current one: after an expiry and redelivery, the old holder's ack
-    /// or release is refused.
+    /// or release is refused. 128 random bits; an empty token is refused by every backend.
     pub token: String,
     /// How many times the message has been reserved, this time included.
     pub attempt: u32,
+}
+
+/// The token is a credential: `Debug` (and so every log line) shows only whether there is one.
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("message", &self.message)
+            .field("token", &if self.token.is_empty() { "" } else { "***" })
+            .field("attempt", &self.attempt)
+            .finish()
+    }
 }
 
 /// Why a queue operation failed.
@@ -95,7 +109,8 @@ pub trait MessageQueue: Send + Sync {
     /// Deletes a reserved message: its call is finished and recorded. Refused once another consumer
     /// holds it (the reservation expired and the message was redelivered).
     async fn ack(&self, r: &Reservation) -> QueueResult<()>;
-    /// Changes a held reservation to end `lease` from now (a call longer than the default lease).
+    /// Changes a held reservation to end `lease` from now: the holder's heartbeat while its call waits,
+    /// pulls and runs.
     async fn extend(&self, r: &Reservation, lease: Duration) -> QueueResult<()>;
     /// Gives a reserved message back, visible again after `delay` (retry backoff).
     async fn release(&self, r: &Reservation, delay: Duration) -> QueueResult<()>;
@@ -123,7 +138,17 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// A fresh reservation token.
+/// A fresh reservation token: 128 random bits from the OS-seeded CSPRNG, as 32 hex digits. Never empty
+/// and never guessable from other tokens or IDs, so only the holder can ack, extend or release.
 fn new_token() -> String {
-    shared::id::new_id()
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Refuses a reservation that presents no token before any backend is asked: an unreserved message
+/// has no token, and an empty one must never match it.
+fn presented(r: &Reservation) -> QueueResult<&str> {
+    if r.token.is_empty() {
+        return Err(QueueError::NotReserved(r.message.id.clone()));
+    }
+    Ok(&r.token)
 }

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
-use super::{new_token, now_ms, Message, MessageQueue, QueueError, QueueResult, Reservation};
+use super::{new_token, now_ms, presented, Message, MessageQueue, QueueError, QueueResult, Reservation};
 
 const PREFIX: &str = "fn:q:";
 
@@ -111,7 +111,7 @@ impl RedisQueue {
     async fn held(&self, script: &str, r: &Reservation, after: Duration) -> QueueResult<()> {
         let done: i64 = Script::new(script)
             .arg(&r.message.id)
-            .arg(&r.token)
+            .arg(presented(r)?)
             .arg(&self.prefix)
             .arg(now_ms() + after.as_millis() as i64)
             .invoke_async(&mut self.conn.clone())
@@ -165,7 +165,7 @@ impl MessageQueue for RedisQueue {
     async fn ack(&self, r: &Reservation) -> QueueResult<()> {
         let done: i64 = Script::new(ACK)
             .arg(&r.message.id)
-            .arg(&r.token)
+            .arg(presented(r)?)
             .arg(&self.prefix)
             .invoke_async(&mut self.conn.clone())
             .await?;

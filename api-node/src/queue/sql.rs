@@ -3,14 +3,17 @@
 //! One table; a message's `visible_at` is when it may next be reserved: the push time plus its delay,
 //! then, while reserved, the end of the lease. An expired lease therefore needs no sweeper: the message
 //! is simply visible again. The reservation token makes a stale holder's ack or release fail.
+//!
+//! On SQLite the queue's connections run in WAL mode with `synchronous = FULL`: a push is synced to the
+//! disk before it returns, so a call accepted with 202 survives a power loss.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::{AnyPool, Executor};
 
-use super::{new_token, now_ms, Message, MessageQueue, QueueError, QueueResult, Reservation};
-use crate::datastore::sql::{connect::open_pool, migrations, text, DbUrl, Dialect};
+use super::{new_token, now_ms, presented, Message, MessageQueue, QueueError, QueueResult, Reservation};
+use crate::datastore::sql::{connect::open_pool_with, migrations, text, DbUrl, Dialect};
 use crate::datastore::StoreError;
 
 /// A queue in a SQLite file or a PostgreSQL database.
@@ -51,7 +54,8 @@ impl SqlQueue {
         if db.dialect() == Dialect::Mysql {
             return Err(QueueError::Config("FN_MQ_URL: MySQL is not a supported queue; use sqlite3://, postgres:// or redis://".into()));
         }
-        let pool = open_pool(&db, retries).await?;
+        // Durable once pushed: a 202 promises the call survives power loss, so every commit is synced.
+        let pool = open_pool_with(&db, retries, true).await?;
         let queue = SqlQueue { pool, dialect: db.dialect() };
         queue.create_table().await?;
         Ok(queue)
@@ -133,7 +137,7 @@ impl MessageQueue for SqlQueue {
 
     async fn ack(&self, r: &Reservation) -> QueueResult<()> {
         let sql = self.sql("DELETE FROM fn_queue WHERE id = ? AND token = ?");
-        let done = sqlx::query(&sql).bind(&r.message.id).bind(&r.token).execute(&self.pool).await?.rows_affected();
+        let done = sqlx::query(&sql).bind(&r.message.id).bind(presented(r)?).execute(&self.pool).await?.rows_affected();
         if done == 0 {
             return Err(QueueError::NotReserved(r.message.id.clone()));
         }
@@ -162,7 +166,7 @@ impl SqlQueue {
         let done = sqlx::query(&sql)
             .bind(now_ms() + after.as_millis() as i64)
             .bind(&r.message.id)
-            .bind(&r.token)
+            .bind(presented(r)?)
             .execute(&self.pool)
             .await?
             .rows_affected();
@@ -170,5 +174,21 @@ impl SqlQueue {
             return Err(QueueError::NotReserved(r.message.id.clone()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded_queue_syncs_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqlQueue::connect(&format!("sqlite3://{}/fn.mq", dir.path().display()), 0).await.unwrap();
+        use sqlx::Row;
+        let row = sqlx::query("PRAGMA synchronous").fetch_one(&q.pool).await.unwrap();
+        assert_eq!(row.try_get::<i64, _>(0).unwrap(), 2, "synchronous = FULL");
+        let row = sqlx::query("PRAGMA journal_mode").fetch_one(&q.pool).await.unwrap();
+        assert_eq!(row.try_get::<String, _>(0).unwrap(), "wal");
     }
 }

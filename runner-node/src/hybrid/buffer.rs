@@ -196,6 +196,11 @@ impl DataAccess for BufferedReports {
         self.push(Report::Complete(Box::new(delivery.clone()), call.clone(), done)).await?;
         delivered.await.map_err(|_| Error::internal("call report buffer closed"))
     }
+
+    /// Not buffered: a heartbeat matters only now, and must not wait behind reports.
+    async fn heartbeat(&self, delivery: &Delivery) -> Result<Duration, Error> {
+        self.inner.heartbeat(delivery).await
+    }
 }
 
 #[cfg(test)]
@@ -266,6 +271,9 @@ mod tests {
         }
         async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error> {
             self.take(format!("complete {} {}", call.id, delivery.token))
+        }
+        async fn heartbeat(&self, _: &Delivery) -> Result<Duration, Error> {
+            Ok(Duration::from_secs(30))
         }
     }
 

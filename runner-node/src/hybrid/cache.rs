@@ -91,6 +91,10 @@ impl DataAccess for CachedDataAccess {
     async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error> {
         self.inner.complete(delivery, call).await
     }
+
+    async fn heartbeat(&self, delivery: &Delivery) -> Result<Duration, Error> {
+        self.inner.heartbeat(delivery).await
+    }
 }
 
 /// The cached answers of one kind of lookup.
@@ -279,6 +283,9 @@ mod tests {
         }
         async fn complete(&self, _: &Delivery, _: &Call) -> Result<(), Error> {
             Ok(())
+        }
+        async fn heartbeat(&self, _: &Delivery) -> Result<Duration, Error> {
+            Ok(Duration::from_secs(30))
         }
     }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use proto::hybrid::hybrid_client::HybridClient;
 use proto::hybrid::{
-    CallFinishedRequest, CallJson, CompleteRequest, DequeueRequest, IdRequest, NameRequest, RouteRequest,
-    TriggerRequest,
+    CallFinishedRequest, CallJson, CompleteRequest, DequeueRequest, HeartbeatRequest, IdRequest, NameRequest,
+    RouteRequest, TriggerRequest,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -219,6 +219,12 @@ impl DataAccess for GrpcClient {
     async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error> {
         let req = self.request(CompleteRequest { delivery_json: to_json(delivery)?, call_json: to_json(call)? });
         self.call(self.timeout, |mut c| async move { c.complete(req).await }).await.map(drop)
+    }
+
+    async fn heartbeat(&self, delivery: &Delivery) -> Result<Duration, Error> {
+        let req = self.request(HeartbeatRequest { delivery_json: to_json(delivery)? });
+        let reply = self.call(self.timeout, |mut c| async move { c.heartbeat(req).await }).await?;
+        Ok(Duration::from_millis(reply.lease_ms))
     }
 }
 

@@ -135,6 +135,11 @@ struct Completed<'a> {
 }
 
 #[derive(Deserialize)]
+struct Lease {
+    lease_ms: u64,
+}
+
+#[derive(Deserialize)]
 struct Deliveries {
     #[serde(default)]
     deliveries: Vec<Delivery>,
@@ -190,6 +195,12 @@ impl DataAccess for HttpClient {
 
     async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error> {
         self.post(Method::POST, "complete", &Completed { delivery, call }).await
+    }
+
+    async fn heartbeat(&self, delivery: &Delivery) -> Result<Duration, Error> {
+        let resp = Self::send(self.request(Method::POST, self.url(["heartbeat"])).json(delivery)).await?;
+        let lease: Lease = read_json("heartbeat reply", resp).await?;
+        Ok(Duration::from_millis(lease.lease_ms))
     }
 }
 

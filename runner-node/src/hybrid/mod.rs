@@ -13,8 +13,8 @@
 //!  stale-if-error        until the API node answers
 //! ```
 //!
-//! `enqueue` and `dequeue` pass straight through: an async call is accepted only once the API node has
-//! stored it, so `enqueue` answers 503 while the API node is down.
+//! `enqueue`, `dequeue` and `heartbeat` pass straight through: an async call is accepted only once the API
+//! node has stored it, so `enqueue` answers 503 while the API node is down; a heartbeat matters only now.
 //!
 //! For TLS use `grpcs://` (with `FN_RUNNER_API_CA`, and `FN_NODE_CERT`/`FN_NODE_CERT_KEY` when the API
 //! node demands client certificates). `https://` is not built in: reqwest's rustls feature would cost

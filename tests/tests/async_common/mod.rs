@@ -24,7 +24,8 @@ impl Drop for Reaper {
             .args(["ps", "-aq", "--filter", &format!("label=fnproject.runner={}", self.0)])
             .output();
         if let Ok(out) = out {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
+            let ids: Vec<String> =
+                String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
             if !ids.is_empty() {
                 let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
             }
@@ -81,6 +82,22 @@ pub async fn full_node(program: &str, mq_url: Option<String>, extra: &[(&str, &s
     let reaper = Reaper(instance);
     let node = Node::start(binary(program), env).await.expect("full node starts");
     TestNode { node, reaper, dir }
+}
+
+/// Starts a runner node talking to the API node at `api_url`, its files under `dir`.
+pub async fn runner(api_url: String, dir: &std::path::Path, instance: &str) -> Node {
+    let env: HashMap<String, String> = [
+        ("FN_RUNNER_API_URL", api_url),
+        ("FN_RUNNER_TOKEN", e2e::hybrid::TOKEN.to_string()),
+        ("FN_INSTANCE_ID", instance.to_string()),
+        ("FN_IOFS_PATH", dir.join("io").display().to_string()),
+        ("FN_MAX_TOTAL_MEMORY_BYTES", NODE_MEMORY.to_string()),
+        ("FN_LOG_LEVEL", "info".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Node::start(binary("runner-node"), env).await.expect("runner node starts")
 }
 
 /// Builds (if needed) the image of test function `name` (`fn-test/<name>:latest`).
@@ -164,7 +181,8 @@ impl Api {
 
     /// A log as plain text.
     pub async fn log_text(&self, path: &str) -> String {
-        let resp = self.http.get(format!("{}{path}", self.base)).header("Accept", "text/plain").send().await.expect("GET log");
+        let resp =
+            self.http.get(format!("{}{path}", self.base)).header("Accept", "text/plain").send().await.expect("GET log");
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         assert!(status.is_success(), "GET {path}: {status} {text}");
@@ -220,7 +238,12 @@ pub fn millis(v: &Value, field: &str) -> Option<i64> {
 /// Polls the async call record at `path` (its JSON at `pick`) every 20 ms until it is settled
 /// ([`is_settled`]); returns the statuses seen, in order and without repeats, and the settled record.
 /// Panics after `within`.
-pub async fn poll_until_settled(api: &Api, path: &str, pick: fn(Value) -> Value, within: Duration) -> (Vec<String>, Value) {
+pub async fn poll_until_settled(
+    api: &Api,
+    path: &str,
+    pick: fn(Value) -> Value,
+    within: Duration,
+) -> (Vec<String>, Value) {
     let deadline = Instant::now() + within;
     let mut seen: Vec<String> = Vec::new();
     let mut last = Value::Null;

@@ -89,6 +89,12 @@ impl std::fmt::Debug for DbUrl {
 
 /// Opens the pool, retrying `retries` times one second apart while the database does not answer.
 pub(crate) async fn open_pool(url: &DbUrl, retries: u32) -> StoreResult<AnyPool> {
+    open_pool_with(url, retries, false).await
+}
+
+/// As [`open_pool`]; with `sync_full`, SQLite writes every commit through to the disk
+/// (`synchronous = FULL`), so a commit survives power loss, not only a crash (the embedded queue).
+pub(crate) async fn open_pool_with(url: &DbUrl, retries: u32, sync_full: bool) -> StoreResult<AnyPool> {
     sqlx::any::install_default_drivers();
     if let Some(dir) = url.sqlite_path.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
@@ -102,7 +108,7 @@ pub(crate) async fn open_pool(url: &DbUrl, retries: u32) -> StoreResult<AnyPool>
             Err(e) => Err(e),
         };
         match probe {
-            Ok(()) => return Ok(pool_options(url.dialect).connect(&url.connect).await?),
+            Ok(()) => return Ok(pool_options(url.dialect, sync_full).connect(&url.connect).await?),
             Err(e) if attempt < retries => {
                 attempt += 1;
                 tracing::warn!(url = %url.redacted(), attempt, error = %e, "database not reachable, retrying in 1s");
@@ -113,14 +119,15 @@ pub(crate) async fn open_pool(url: &DbUrl, retries: u32) -> StoreResult<AnyPool>
     }
 }
 
-fn pool_options(dialect: Dialect) -> AnyPoolOptions {
+fn pool_options(dialect: Dialect, sync_full: bool) -> AnyPoolOptions {
     let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+    let synchronous = if sync_full { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
     match dialect {
-        Dialect::Sqlite => options.max_connections(1).after_connect(|conn, _| {
+        Dialect::Sqlite => options.max_connections(1).after_connect(move |conn, _| {
             Box::pin(async move {
                 conn.execute("PRAGMA busy_timeout = 10000").await?;
                 conn.execute("PRAGMA journal_mode = WAL").await?;
-                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                conn.execute(synchronous).await?;
                 Ok(())
             })
         }),
