@@ -7,6 +7,8 @@
 
 use sqlx::{Connection, Executor};
 
+pub mod fuzz;
+
 use crate::datastore::sql::{DbUrl, SqlStore};
 
 /// A database engine under test.
