@@ -143,8 +143,14 @@ provision_mariadb() {
   local where="MariaDB at $URL_HOST:$URL_PORT" user=$URL_USER hosts=(localhost 127.0.0.1) h states=()
   check_user_name "$user" "$where"
   is_loopback "$URL_HOST" || fail "$where refuses the test login as $user and is not on this machine: create that user there"
+  # An account of that name on any other host is the owner's too: new local ones would shadow it.
+  local others query="SELECT COUNT(*) FROM mysql.user WHERE User = '$user' AND Host NOT IN ('localhost', '127.0.0.1')"
+  others=$(my_admin <<<"$query") || fail "$where: cannot reach it as root over $FN_PROVISION_MYSQL_SOCKET"
+  [ "$others" = 0 ] ||
+    fail "$where refuses the login in FN_TEST_MYSQL_URL, and user '$user' has accounts this script did not create, so it is left alone: fix its password and grants, or point FN_TEST_MYSQL_URL at another user"
   for h in "${hosts[@]}"; do
-    local state query="SELECT IF(NOT EXISTS (SELECT 1 FROM mysql.user WHERE User = '$user' AND Host = '$h'), 'absent',
+    local state
+    query="SELECT IF(NOT EXISTS (SELECT 1 FROM mysql.user WHERE User = '$user' AND Host = '$h'), 'absent',
       IF(EXISTS (SELECT 1 FROM mysql.db WHERE User = '$user' AND Host = '$h' AND Db = '$MARKER'), 'ours', 'theirs'))"
     state=$(my_admin <<<"$query") || fail "$where: cannot reach it as root over $FN_PROVISION_MYSQL_SOCKET"
     [ "$state" != theirs ] ||

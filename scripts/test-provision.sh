@@ -154,7 +154,10 @@ before=$(accounts)
 for service in mariadb postgres redis; do
   check "$service: provisioning fails and says why" fails_and_says "$service" owner wrong
 done
-check "nothing changed" same "$before" "$(accounts)"
+# An owner's account on another host only: no local account is added to shadow it.
+my_root "CREATE USER 'remote'@'%' IDENTIFIED BY 'secret'"
+check "mariadb: an account on another host only: provisioning fails and says why" fails_and_says mariadb remote wrong
+check "nothing changed" same "$before" "$(accounts | grep -v -w remote)"
 check "the owner's logins still work" logins_work owner secret
 
 if [ "$FAILED" = 0 ]; then echo "provisioning test: PASS"; else echo "provisioning test: FAIL"; exit 1; fi
