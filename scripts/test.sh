@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh Debian machine or a warm one.
 #
 # 1. Provisions what the tests need and the machine lacks (Docker engine, PostgreSQL, MariaDB, Redis from
-#    Debian's packages, started on loopback; see scripts/provision.sh).
+#    Debian's packages, started on loopback, and their test logins; see scripts/provision.sh), and tests
+#    that provisioning (scripts/test-provision.sh).
 # 2. Builds the workspace once and runs every test: unit tests, the datastore conformance suite on SQLite,
 #    PostgreSQL and MariaDB, the HTTP API tests, and the agent's tests against the real Docker engine.
 #
@@ -10,20 +11,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. scripts/test-env.sh # the services' URLs (FN_TEST_*_URL), exported for the tests
 bash scripts/provision.sh
+# Provisioning itself, against throwaway servers of its own (beside the ones provisioned above).
+bash scripts/test-provision.sh
 
 # Reuse one target directory across clones of the repo (CI runs in a fresh clone on a warm machine).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fn-rs/target}"
-export FN_TEST_POSTGRES_URL="${FN_TEST_POSTGRES_URL:-postgres://postgres:postgres@127.0.0.1:5432}"
-export FN_TEST_MYSQL_URL="${FN_TEST_MYSQL_URL:-mysql://fn:fn@127.0.0.1:3306}"
-export FN_TEST_REDIS_URL="${FN_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 export RUST_BACKTRACE=1
 
 # Throwaway databases and files that earlier runs' tests made (each test makes its own).
-PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'fnt\_%'" |
-  while read -r db; do PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE \"$db\"" >/dev/null; done
-mysql -ufn -pfn -h 127.0.0.1 -N -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'fnt\_%'" |
-  while read -r db; do mysql -ufn -pfn -h 127.0.0.1 -e "DROP DATABASE \`$db\`"; done
+url_parts "$FN_TEST_POSTGRES_URL" 5432
+export PGHOST=$URL_HOST PGPORT=$URL_PORT PGUSER=$URL_USER PGPASSWORD=$URL_PASS PGDATABASE=postgres
+psql -X -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'fnt\_%' AND pg_get_userbyid(datdba) = current_user" |
+  while read -r db; do psql -X -qc "DROP DATABASE \"$db\"" >/dev/null || echo "could not drop $db" >&2; done
+unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE
+url_parts "$FN_TEST_MYSQL_URL" 3306
+my() { MYSQL_PWD=$URL_PASS mysql --no-defaults --protocol=tcp -h "$URL_HOST" -P "$URL_PORT" -u "$URL_USER" "$@"; }
+my -N -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'fnt\_%'" |
+  while read -r db; do my -e "DROP DATABASE \`$db\`" || echo "could not drop $db" >&2; done
 rm -rf "${TMPDIR:-/tmp}/fn-tests"
 
 # Function images for the Docker tests are static binaries in FROM scratch images (no registry needed).

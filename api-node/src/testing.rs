@@ -7,6 +7,8 @@
 
 use sqlx::{Connection, Executor};
 
+pub mod fuzz;
+
 use crate::datastore::sql::{DbUrl, SqlStore};
 
 /// A database engine under test.
@@ -22,7 +24,7 @@ pub enum Backend {
 
 /// Server URL (without database) of the test PostgreSQL.
 pub fn postgres_server() -> String {
-    std::env::var("FN_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into())
+    std::env::var("FN_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://fn:fn@127.0.0.1:5432".into())
 }
 
 /// Server URL (without database) of the test MySQL/MariaDB.

@@ -4,7 +4,9 @@
 
 #![allow(missing_docs)]
 
-/// Generated messages, client and server of the `fnrs.hybrid` package.
+pub mod codec;
+
+/// Generated messages, client and server of the `fnrs.hybrid` package (with [`codec::HybridCodec`]).
 pub mod hybrid {
     tonic::include_proto!("fnrs.hybrid");
 }

@@ -312,12 +312,21 @@ fn wrap_gateway_headers(headers: Vec<(String, String)>) -> Vec<(String, String)>
         .collect()
 }
 
+/// Reads one line into `line` (cleared first), bytes that are not UTF-8 replaced (HTTP allows them in
+/// header values); the number of bytes read, 0 at the end of the stream.
+fn read_text_line<R: BufRead>(input: &mut R, line: &mut String) -> io::Result<usize> {
+    let mut bytes = Vec::new();
+    let n = input.read_until(b'\n', &mut bytes)?;
+    *line = String::from_utf8_lossy(&bytes).into_owned();
+    Ok(n)
+}
+
 /// Reads one HTTP/1.1 request; `None` at a clean end of stream.
 fn read_request<R: BufRead>(input: &mut R) -> io::Result<Option<Request>> {
     let mut line = String::new();
     loop {
         line.clear();
-        if input.read_line(&mut line)? == 0 {
+        if read_text_line(input, &mut line)? == 0 {
             return Ok(None);
         }
         if !line.trim().is_empty() {
@@ -330,7 +339,7 @@ fn read_request<R: BufRead>(input: &mut R) -> io::Result<Option<Request>> {
     let mut headers = Vec::new();
     loop {
         line.clear();
-        if input.read_line(&mut line)? == 0 {
+        if read_text_line(input, &mut line)? == 0 {
             return Err(io::Error::other("eof in headers"));
         }
         let l = line.trim_end();
@@ -351,19 +360,19 @@ fn read_request<R: BufRead>(input: &mut R) -> io::Result<Option<Request>> {
     if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
             line.clear();
-            input.read_line(&mut line)?;
+            read_text_line(input, &mut line)?;
             let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
                 .map_err(io::Error::other)?;
             if size == 0 {
                 line.clear();
-                input.read_line(&mut line)?;
+                read_text_line(input, &mut line)?;
                 break;
             }
             let start = body.len();
             body.resize(start + size, 0);
             input.read_exact(&mut body[start..])?;
             line.clear();
-            input.read_line(&mut line)?;
+            read_text_line(input, &mut line)?;
         }
     } else if let Some(len) = find("content-length") {
         let len: usize = len.parse().map_err(io::Error::other)?;
