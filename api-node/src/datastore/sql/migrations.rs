@@ -18,6 +18,24 @@ struct Migration {
     description: &'static str,
     /// DDL templates; see [`Dialect::ddl`] for the placeholders.
     statements: &'static [&'static str],
+    /// Statements only some engines need (their DDL differs too much for one template), run after
+    /// `statements`.
+    engine_statements: fn(Dialect) -> &'static [&'static str],
+}
+
+/// No engine-specific statements.
+fn none(_: Dialect) -> &'static [&'static str] {
+    &[]
+}
+
+/// Logs become bytes: PostgreSQL's `text` refuses NUL, and a log holds whatever a function wrote.
+/// SQLite needs nothing: a BLOB stays a BLOB in a TEXT-affinity column.
+fn logs_as_bytes(dialect: Dialect) -> &'static [&'static str] {
+    match dialect {
+        Dialect::Sqlite => &[],
+        Dialect::Postgres => &["ALTER TABLE logs ALTER COLUMN log TYPE BYTEA USING convert_to(log, 'UTF8')"],
+        Dialect::Mysql => &["ALTER TABLE logs MODIFY log LONGBLOB NOT NULL"],
+    }
 }
 
 const MIGRATIONS: &[Migration] = &[Migration {
@@ -103,6 +121,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
         "CREATE INDEX ix_fns_app ON fns (app_id)",
         "CREATE INDEX ix_triggers_fn ON triggers (fn_id)",
     ],
+    engine_statements: none,
 }, Migration {
     version: 2,
     description: "attempts and dead-letter flag of async calls",
@@ -110,10 +129,16 @@ const MIGRATIONS: &[Migration] = &[Migration {
         "ALTER TABLE calls ADD COLUMN attempts {text} NULL",
         "ALTER TABLE calls ADD COLUMN dead_letter {int} NOT NULL DEFAULT 0",
     ],
+    engine_statements: none,
+}, Migration {
+    version: 3,
+    description: "logs stored as bytes, so NUL and any byte are kept",
+    statements: &[],
+    engine_statements: logs_as_bytes,
 }];
 
 /// The schema version this binary brings the database to.
-pub const LATEST_VERSION: i64 = 2;
+pub const LATEST_VERSION: i64 = 3;
 
 const PG_LOCK_KEY: i64 = 0x666e_5f6d_6967; // "fn_mig"
 
@@ -184,7 +209,7 @@ async fn apply_pending(conn: &mut PoolConnection<Any>, dialect: Dialect) -> Stor
         let record = dialect.rebind("INSERT INTO fn_schema_migrations (version, description) VALUES (?, ?)");
         if dialect == Dialect::Postgres {
             let mut tx = conn.begin().await?;
-            for s in m.statements {
+            for s in m.statements.iter().chain((m.engine_statements)(dialect)) {
                 tx.execute(dialect.ddl(s).as_str()).await?;
             }
             sqlx::query(&record).bind(m.version).bind(m.description).execute(&mut *tx).await?;
@@ -192,7 +217,7 @@ async fn apply_pending(conn: &mut PoolConnection<Any>, dialect: Dialect) -> Stor
         } else {
             // SQLite is inside the run's BEGIN IMMEDIATE; MySQL commits each DDL statement itself, so
             // an index or column left by a crashed earlier run is taken as done.
-            for s in m.statements {
+            for s in m.statements.iter().chain((m.engine_statements)(dialect)) {
                 match conn.execute(dialect.ddl(s).as_str()).await {
                     Err(sqlx::Error::Database(e))
                         if dialect == Dialect::Mysql
