@@ -652,3 +652,46 @@ async fn slow_call_records_do_not_delay_answers() {
         .count();
     assert_eq!(finished, 3, "every record is written by shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_forwarded_host_or_scheme_is_ignored() {
+    let node = serve(test_config("fwdhost")).await;
+    let f = node.add_fn("echo-http", "echo", Format::Http, json!({}));
+    let path = format!("/invoke/{}", f.id);
+    let own = format!("{}{path}", node.base);
+    for (name, value) in [
+        ("X-Forwarded-Host", "bad host"),
+        ("X-Forwarded-Host", "a\"b{}"),
+        ("Forwarded", "host=\"a b\""),
+        ("Forwarded", "proto=\"ht tp\""),
+        ("X-Forwarded-Proto", "no/scheme"),
+    ] {
+        let r = Answer::from(
+            node.req(reqwest::Method::POST, &path)
+                .header(name, value)
+                .body("hi")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((r.status, r.text()), (200, "hi".into()), "{name}: {value}");
+        assert_eq!(r.header("x-request-url"), own, "{name}: {value}");
+    }
+    let r = Answer::from(
+        node.req(reqwest::Method::POST, &path)
+            .header("X-Forwarded-Host", "fn.example.com:8080")
+            .body("hi")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-request-url"),
+        format!("http://fn.example.com:8080{path}"),
+        "a valid forwarded host is used"
+    );
+    node.finish().await;
+}
