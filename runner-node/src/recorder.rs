@@ -61,10 +61,16 @@ impl RecordWriter {
         let task = tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
                 let (kind, call_id, res) = match ev {
-                    Event::Started(c) => ("start", c.id.clone(), guarded(recorder.call_started(&c)).await),
-                    Event::Finished(c, log) => {
-                        ("finish", c.id.clone(), guarded(recorder.call_finished(&c, log)).await)
-                    }
+                    Event::Started(c) => (
+                        "start",
+                        c.id.clone(),
+                        guarded(recorder.call_started(&c)).await,
+                    ),
+                    Event::Finished(c, log) => (
+                        "finish",
+                        c.id.clone(),
+                        guarded(recorder.call_finished(&c, log)).await,
+                    ),
                     Event::Flush(done) => {
                         let _ = done.send(());
                         continue;
@@ -254,6 +260,9 @@ mod tests {
         }
         w.flush().await;
         w.close().await;
-        assert_eq!(*rec.0.lock().unwrap(), ["start a", "end a", "start b", "end b"]);
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            ["start a", "end a", "start b", "end b"]
+        );
     }
 }
