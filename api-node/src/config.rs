@@ -96,6 +96,11 @@ pub const VARIABLES: &[Variable] = &[
         default: "1000",
         help: "delay before the first retry of an async call; doubled for each further one",
     },
+    Variable {
+        name: "FN_MAX_LOG_SIZE_BYTES",
+        default: "1048576",
+        help: "largest call log kept; with FN_MAX_REQUEST_SIZE it sizes the hybrid API's largest message",
+    },
 ];
 
 /// Which role this process plays. The management API is served on `full` and `api` nodes.
@@ -194,6 +199,9 @@ pub struct Settings {
     pub async_policy: crate::direct::AsyncPolicy,
     /// `FN_LOST_CALL_AFTER_MSECS`: when a still-running call counts as lost; `None` never.
     pub lost_call_after: Option<Duration>,
+    /// Largest hybrid API message (HTTP body, gRPC message), from `FN_MAX_LOG_SIZE_BYTES` and
+    /// `FN_MAX_REQUEST_SIZE` ([`shared::config::hybrid_message_limit`]).
+    pub hybrid_max_message: usize,
 }
 
 impl Settings {
@@ -253,6 +261,7 @@ impl Settings {
             },
             // The longest call (an async route, 3600 s) plus ten minutes for pulls, starts and leases.
             lost_call_after: shared::config::msecs_or(src, "FN_LOST_CALL_AFTER_MSECS", 4_200_000)?,
+            hybrid_max_message: shared::config::hybrid_message_limit_from(src)?,
         })
     }
 
@@ -275,6 +284,7 @@ impl Settings {
             grpc_tls: None,
             async_policy: crate::direct::AsyncPolicy::default(),
             lost_call_after: None,
+            hybrid_max_message: shared::config::hybrid_message_limit(shared::config::DEFAULT_MAX_LOG_SIZE, 0),
         }
     }
 

@@ -52,7 +52,8 @@ impl Node {
         let mut tasks = Vec::new();
 
         let token: Option<Arc<str>> = settings.runner_token.as_deref().map(Arc::from);
-        let state = hybrid::http::HybridState { data: data.clone(), token: token.clone() };
+        let max_message = settings.hybrid_max_message;
+        let state = hybrid::http::HybridState { data: data.clone(), token: token.clone(), max_body: max_message };
         ext.configure.push(Arc::new(move |cfg| hybrid::http::configure(cfg, state.clone())));
 
         let mut grpc_addr = None;
@@ -67,7 +68,7 @@ impl Node {
                 let _ = stopped.wait_for(|s| *s).await;
             };
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = hybrid::grpc::serve_on(listener, data, token, tls, shutdown).await {
+                if let Err(e) = hybrid::grpc::serve_limited(listener, data, token, tls, max_message, shutdown).await {
                     tracing::error!(error = %e, "hybrid gRPC API stopped");
                 }
             }));

@@ -162,6 +162,20 @@ pub async fn serve_on(
     tls: Option<GrpcTls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), GrpcError> {
+    let max_message = shared::config::hybrid_message_limit(shared::config::DEFAULT_MAX_LOG_SIZE, 0);
+    serve_limited(listener, data, token, tls, max_message, shutdown).await
+}
+
+/// As [`serve_on`], taking and sending messages up to `max_message` bytes
+/// ([`shared::config::hybrid_message_limit`]; tonic's own default, 4 MiB, would refuse large reports).
+pub async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    data: Arc<dyn DataAccess>,
+    token: Option<Arc<str>>,
+    tls: Option<GrpcTls>,
+    max_message: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), GrpcError> {
     let check = move |req: Request<()>| {
         let presented = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
         if super::authorized(token.as_deref(), presented) {
@@ -180,7 +194,12 @@ pub async fn serve_on(
     }
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     server
-        .add_service(HybridServer::with_interceptor(HybridService { data }, check))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            HybridServer::new(HybridService { data })
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
+            check,
+        ))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

@@ -70,6 +70,9 @@ pub struct HybridSettings {
     /// PEM certificate and key files this runner presents to an API node that demands client
     /// certificates (`FN_NODE_CERT`, `FN_NODE_CERT_KEY`; both or neither).
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Largest gRPC message sent or taken, derived from `FN_MAX_LOG_SIZE_BYTES` and
+    /// `FN_MAX_REQUEST_SIZE` as the API node does ([`shared::config::hybrid_message_limit`]).
+    pub max_message: usize,
 }
 
 impl Default for HybridSettings {
@@ -82,6 +85,7 @@ impl Default for HybridSettings {
             report_retry_max: Duration::from_secs(5),
             api_ca: None,
             client_cert: None,
+            max_message: config::hybrid_message_limit(config::DEFAULT_MAX_LOG_SIZE, 0),
         }
     }
 }
@@ -115,6 +119,7 @@ impl HybridSettings {
             report_buffer,
             api_ca: path("FN_RUNNER_API_CA"),
             client_cert,
+            max_message: config::hybrid_message_limit_from(src)?,
             ..d
         })
     }
@@ -191,7 +196,10 @@ pub fn connect_with_flusher(
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_default();
     let client: Arc<dyn DataAccess> = match scheme.as_str() {
         "http" => Arc::new(HttpClient::new(url, token, settings.request_timeout)?),
-        "grpc" | "grpcs" => Arc::new(GrpcClient::new(url, token, settings.request_timeout, settings.client_tls()?)?),
+        "grpc" | "grpcs" => Arc::new(
+            GrpcClient::new(url, token, settings.request_timeout, settings.client_tls()?)?
+                .with_max_message(settings.max_message),
+        ),
         "" => return Err(ConnectError::InvalidUrl { url: url.into(), reason: "no scheme".into() }),
         other => return Err(ConnectError::UnsupportedScheme(other.into())),
     };
