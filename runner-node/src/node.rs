@@ -91,6 +91,7 @@ impl RunnerSettings {
             "  FN_PORT                    default 8080   HTTP port of the invoke paths",
             "  FN_RUNNER_CACHE_TTL_MSECS  default 5000   how long fetched apps, fns, routes and triggers are reused",
             "  FN_RUNNER_REPORT_BUFFER    default 10000  call reports kept while the API node is unreachable",
+            "  FN_RUNNER_REPORT_BUFFER_BYTES default 268435456  bytes of call reports kept so; past either, new calls get 503",
             "  FN_RUNNER_API_CA           default none   CA of the API node's gRPC certificate (grpcs://)",
             "  FN_NODE_CERT, FN_NODE_CERT_KEY            this runner's client certificate (mutual TLS)",
             "  FN_RUNNER_ASYNC            default true   run queued (async) calls",

@@ -91,6 +91,10 @@ impl DataAccess for CachedDataAccess {
     async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error> {
         self.inner.complete(delivery, call).await
     }
+
+    fn accepts_calls(&self) -> bool {
+        self.inner.accepts_calls()
+    }
 }
 
 /// The cached answers of one kind of lookup.

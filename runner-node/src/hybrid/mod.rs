@@ -59,6 +59,9 @@ pub struct HybridSettings {
     /// Call reports held while the API node is away before callers wait (`FN_RUNNER_REPORT_BUFFER`,
     /// 10000).
     pub report_buffer: usize,
+    /// Bytes of call reports (logs and records) held while the API node is away before new calls are
+    /// refused with 503 (`FN_RUNNER_REPORT_BUFFER_BYTES`, 256 MiB).
+    pub report_buffer_bytes: usize,
     /// Longest request to the API node.
     pub request_timeout: Duration,
     /// First wait before redelivering a report; doubles per failure up to `report_retry_max`.
@@ -80,6 +83,7 @@ impl Default for HybridSettings {
         HybridSettings {
             cache_ttl: Duration::from_millis(5000),
             report_buffer: 10_000,
+            report_buffer_bytes: 256 << 20,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             report_retry_initial: Duration::from_millis(100),
             report_retry_max: Duration::from_secs(5),
@@ -108,6 +112,8 @@ impl HybridSettings {
                 reason: "must be at least 1".into(),
             });
         }
+        let report_buffer_bytes: usize =
+            config::parse_or(src, "FN_RUNNER_REPORT_BUFFER_BYTES", d.report_buffer_bytes)?;
         let path = |name: &str| src.get(name).filter(|v| !v.trim().is_empty()).map(|v| PathBuf::from(v.trim()));
         let client_cert = match (path("FN_NODE_CERT"), path("FN_NODE_CERT_KEY")) {
             (Some(cert), Some(key)) => Some((cert, key)),
@@ -117,6 +123,7 @@ impl HybridSettings {
         Ok(HybridSettings {
             cache_ttl: Duration::from_millis(ttl_ms),
             report_buffer,
+            report_buffer_bytes,
             api_ca: path("FN_RUNNER_API_CA"),
             client_cert,
             max_message: config::hybrid_message_limit_from(src)?,
@@ -139,6 +146,7 @@ impl HybridSettings {
     fn report_settings(&self) -> ReportSettings {
         ReportSettings {
             capacity: self.report_buffer,
+            max_bytes: self.report_buffer_bytes,
             retry_initial: self.report_retry_initial,
             retry_max: self.report_retry_max,
         }
