@@ -79,7 +79,7 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "FN_ASYNC_LEASE_MSECS",
         default: "30000",
-        help: "how long past its timeout a runner holds a queued call before it is run elsewhere",
+        help: "how long past its timeout a runner holds a queued call before it is run elsewhere (negative: never)",
     },
     Variable {
         name: "FN_ASYNC_MAX_ATTEMPTS",
@@ -94,7 +94,7 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "FN_ASYNC_RETRY_BACKOFF_MSECS",
         default: "1000",
-        help: "delay before the first retry of an async call; doubled for each further one",
+        help: "delay before the first retry of an async call; doubled for each further one (0 or more)",
     },
     Variable {
         name: "FN_MAX_LOG_SIZE_BYTES",
@@ -255,9 +255,9 @@ impl Settings {
             runner_token: src.get("FN_RUNNER_TOKEN").filter(|t| !t.is_empty()),
             grpc_tls: grpc_tls(src)?,
             async_policy: crate::direct::AsyncPolicy {
-                lease: Duration::from_millis(parse_or(src, "FN_ASYNC_LEASE_MSECS", 30_000u64)?),
+                lease: shared::config::msecs_or_never(src, "FN_ASYNC_LEASE_MSECS", 30_000)?,
                 max_attempts: parse_or(src, "FN_ASYNC_MAX_ATTEMPTS", 3u32)?.max(1),
-                backoff: Duration::from_millis(parse_or(src, "FN_ASYNC_RETRY_BACKOFF_MSECS", 1000u64)?),
+                backoff: shared::config::msecs_at_least_zero(src, "FN_ASYNC_RETRY_BACKOFF_MSECS", 1000)?,
             },
             // The longest call (an async route, 3600 s) plus ten minutes for pulls, starts and leases.
             lost_call_after: shared::config::msecs_or(src, "FN_LOST_CALL_AFTER_MSECS", 4_200_000)?,
@@ -345,5 +345,34 @@ mod tests {
         for v in VARIABLES {
             assert!(h.contains(v.name) && h.contains(v.default), "{}", v.name);
         }
+    }
+
+    /// Every `*_MSECS` variable takes -1 (never, or a clear refusal where never makes no sense) and
+    /// `i64::MAX` without a panic, and what it yields can be added to now.
+    #[test]
+    fn every_msecs_variable_takes_never_and_huge_values() {
+        let names: Vec<&str> = VARIABLES.iter().map(|v| v.name).filter(|n| n.ends_with("_MSECS")).collect();
+        assert!(names.len() >= 3, "{names:?}");
+        for name in &names {
+            for value in ["-1".to_string(), i64::MAX.to_string()] {
+                match Settings::from_source(&env(&[(name, &value)])) {
+                    Ok(s) => {
+                        let p = s.async_policy;
+                        for d in [p.lease, p.backoff].into_iter().chain(s.lost_call_after) {
+                            assert!(d <= shared::config::NEVER, "{name}={value}: {d:?}");
+                            let _ = std::time::Instant::now() + d + d;
+                            let _ = chrono::Utc::now() - chrono::TimeDelta::from_std(d).unwrap();
+                        }
+                    }
+                    Err(e) => {
+                        assert_eq!(value, "-1", "{name}={value}: {e}");
+                        assert!(e.to_string().contains(name), "{e}");
+                    }
+                }
+            }
+        }
+        let s = Settings::from_source(&env(&[("FN_ASYNC_LEASE_MSECS", "-1"), ("FN_LOST_CALL_AFTER_MSECS", "-1")])).unwrap();
+        assert_eq!((s.async_policy.lease, s.lost_call_after), (shared::config::NEVER, None));
+        assert!(Settings::from_source(&env(&[("FN_ASYNC_RETRY_BACKOFF_MSECS", "-1")])).is_err());
     }
 }

@@ -695,3 +695,25 @@ async fn invalid_forwarded_host_or_scheme_is_ignored() {
     );
     node.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_deadline_and_timeout_headers_do_not_panic() {
+    let node = serve(test_config("absurd")).await;
+    for format in ALL_FORMATS {
+        let f = node.add_fn(&format!("echo-{}", slug(format)), "echo", format, json!({}));
+        let r = Answer::from(
+            node.req(reqwest::Method::POST, &format!("/invoke/{}", f.id))
+                .header("Fn-Deadline", "99999-12-31T23:59:59.999Z")
+                .header("Fn-Timeout", "18446744073709551616")
+                .header("Fn-Idle-Timeout", "-9223372036854775808")
+                .header("Fn-Invoke-Type", "sync")
+                .body("hi")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((r.status, r.text()), (200, "hi".into()), "{format:?}");
+    }
+    node.finish().await;
+}

@@ -103,7 +103,7 @@ impl HybridSettings {
     /// Settings from `src`; unset variables take their defaults, bad values fail naming the variable.
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let d = HybridSettings::default();
-        let ttl_ms: u64 = config::parse_or(src, "FN_RUNNER_CACHE_TTL_MSECS", d.cache_ttl.as_millis() as u64)?;
+        let cache_ttl = config::msecs_or_never(src, "FN_RUNNER_CACHE_TTL_MSECS", d.cache_ttl.as_millis() as i64)?;
         let report_buffer: usize = config::parse_or(src, "FN_RUNNER_REPORT_BUFFER", d.report_buffer)?;
         if report_buffer == 0 {
             return Err(ConfigError::Invalid {
@@ -121,7 +121,7 @@ impl HybridSettings {
             _ => return Err(ConfigError::Missing("FN_NODE_CERT and FN_NODE_CERT_KEY go together".into())),
         };
         Ok(HybridSettings {
-            cache_ttl: Duration::from_millis(ttl_ms),
+            cache_ttl,
             report_buffer,
             report_buffer_bytes,
             api_ca: path("FN_RUNNER_API_CA"),
@@ -290,7 +290,12 @@ mod tests {
         .unwrap();
         assert_eq!(s.cache_ttl, Duration::from_millis(250));
         assert_eq!(s.report_buffer, 7);
-        assert!(HybridSettings::from_source(&vars(&[("FN_RUNNER_CACHE_TTL_MSECS", "-1")])).is_err());
+        let never = HybridSettings::from_source(&vars(&[("FN_RUNNER_CACHE_TTL_MSECS", "-1")])).unwrap();
+        assert_eq!(never.cache_ttl, config::NEVER, "-1: lookups never expire");
+        let huge = HybridSettings::from_source(&vars(&[("FN_RUNNER_CACHE_TTL_MSECS", &i64::MAX.to_string())])).unwrap();
+        assert_eq!(huge.cache_ttl, config::NEVER);
+        let _ = std::time::Instant::now() + huge.cache_ttl;
+        assert!(HybridSettings::from_source(&vars(&[("FN_RUNNER_CACHE_TTL_MSECS", "soon")])).is_err());
         assert!(HybridSettings::from_source(&vars(&[("FN_RUNNER_REPORT_BUFFER", "0")])).is_err());
     }
 
