@@ -371,7 +371,8 @@ mod tests {
                 }
             }
         }
-        let s = Settings::from_source(&env(&[("FN_ASYNC_LEASE_MSECS", "-1"), ("FN_LOST_CALL_AFTER_MSECS", "-1")])).unwrap();
+        let never = env(&[("FN_ASYNC_LEASE_MSECS", "-1"), ("FN_LOST_CALL_AFTER_MSECS", "-1")]);
+        let s = Settings::from_source(&never).unwrap();
         assert_eq!((s.async_policy.lease, s.lost_call_after), (shared::config::NEVER, None));
         assert!(Settings::from_source(&env(&[("FN_ASYNC_RETRY_BACKOFF_MSECS", "-1")])).is_err());
     }

@@ -242,7 +242,10 @@ mod tests {
     #[test]
     fn msecs_settings_take_never_and_huge_values() {
         for value in ["-1".to_string(), i64::MAX.to_string()] {
-            let vars: Vec<(&str, &str)> = MSECS_VARIABLES.iter().map(|k| (*k, value.as_str())).collect();
+            let vars: Vec<(&str, &str)> = MSECS_VARIABLES
+                .iter()
+                .map(|k| (*k, value.as_str()))
+                .collect();
             let c = cfg(&vars).unwrap();
             for d in [c.hot_poll, c.hot_start_timeout, c.pull_timeout]
                 .into_iter()

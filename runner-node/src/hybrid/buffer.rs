@@ -207,7 +207,7 @@ impl Drop for BufferedReports {
 /// What the delivery task does next.
 enum Next {
     /// Deliver the report taken from this position.
-    Deliver(usize, Pending),
+    Deliver(usize, Box<Pending>),
     /// Nothing is due; wait for a new report or until then.
     Wait(Option<Instant>),
     /// Closed and empty.
@@ -240,7 +240,7 @@ fn next(shared: &Shared) -> Next {
     match due {
         Some(i) => {
             let p = b.queue.remove(i).expect("index from the scan");
-            Next::Deliver(i, p)
+            Next::Deliver(i, Box::new(p))
         }
         None => Next::Wait(earliest),
     }
@@ -291,7 +291,7 @@ async fn deliver_all(to: Arc<dyn DataAccess>, shared: Arc<Shared>) {
                     p.backoff = (p.backoff * 2).min(shared.settings.retry_max);
                     // Back in its place: reports of its call stay behind it.
                     let at = at.min(b.queue.len());
-                    b.queue.insert(at, p);
+                    b.queue.insert(at, *p);
                     continue;
                 }
             }
@@ -526,7 +526,11 @@ mod tests {
         *api.failing_call.lock().unwrap() = Some("stuck".into());
         let buffer = BufferedReports::new(
             api.clone(),
-            ReportSettings { retry_initial: Duration::from_millis(20), retry_max: Duration::from_millis(20), ..settings(100) },
+            ReportSettings {
+                retry_initial: Duration::from_millis(20),
+                retry_max: Duration::from_millis(20),
+                ..settings(100)
+            },
         );
         let flusher = buffer.flusher();
         buffer.call_started(&call("stuck")).await.unwrap();
@@ -551,7 +555,11 @@ mod tests {
         *api.failing_call.lock().unwrap() = Some("poison".into());
         let buffer = BufferedReports::new(
             api.clone(),
-            ReportSettings { retry_initial: Duration::from_millis(1), retry_max: Duration::from_millis(2), ..settings(100) },
+            ReportSettings {
+                retry_initial: Duration::from_millis(1),
+                retry_max: Duration::from_millis(2),
+                ..settings(100)
+            },
         );
         buffer.call_started(&call("poison")).await.unwrap();
         buffer.call_started(&call("fine")).await.unwrap();
@@ -566,7 +574,11 @@ mod tests {
         api.down.store(true, Ordering::SeqCst);
         let buffer = BufferedReports::new(
             api.clone(),
-            ReportSettings { retry_initial: Duration::from_millis(1), retry_max: Duration::from_millis(2), ..settings(100) },
+            ReportSettings {
+                retry_initial: Duration::from_millis(1),
+                retry_max: Duration::from_millis(2),
+                ..settings(100)
+            },
         );
         buffer.call_started(&call("a")).await.unwrap();
         buffer.call_started(&call("b")).await.unwrap();

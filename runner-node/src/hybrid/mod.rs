@@ -112,8 +112,7 @@ impl HybridSettings {
                 reason: "must be at least 1".into(),
             });
         }
-        let report_buffer_bytes: usize =
-            config::parse_or(src, "FN_RUNNER_REPORT_BUFFER_BYTES", d.report_buffer_bytes)?;
+        let report_buffer_bytes: usize = config::parse_or(src, "FN_RUNNER_REPORT_BUFFER_BYTES", d.report_buffer_bytes)?;
         let path = |name: &str| src.get(name).filter(|v| !v.trim().is_empty()).map(|v| PathBuf::from(v.trim()));
         let client_cert = match (path("FN_NODE_CERT"), path("FN_NODE_CERT_KEY")) {
             (Some(cert), Some(key)) => Some((cert, key)),
