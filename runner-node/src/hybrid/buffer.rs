@@ -6,7 +6,9 @@
 //! unreachable). A report that keeps failing does not hold the others: while it waits for its retry,
 //! reports of other calls pass it (a call's own reports stay in order behind it), and a report that
 //! failed [`POISON_FAILURES`] times in a row while reports behind it got through is dropped with an error
-//! log line, since the API node is up and refuses that one report. A report the API node refuses outright
+//! log line, since the API node is up and refuses that one report. Two failures in a row (of any reports)
+//! mean the API node is away: delivery then pauses, with capped backoff, rather than trying every buffered
+//! report in turn. A report the API node refuses outright
 //! (a 4xx: bad token, malformed record, too large) would be refused again, so it is dropped at once with
 //! an error log line naming the call.
 //!
@@ -248,6 +250,11 @@ fn next(shared: &Shared) -> Next {
 
 /// Delivers queued reports, one at a time, until the buffer is closed and empty.
 async fn deliver_all(to: Arc<dyn DataAccess>, shared: Arc<Shared>) {
+    // Failed deliveries in a row, of any reports. From the second one on the API node is taken as away
+    // rather than refusing one report, and delivery pauses (with capped backoff) instead of trying every
+    // buffered report in turn.
+    let mut failures_in_a_row = 0u32;
+    let mut pause = shared.settings.retry_initial;
     loop {
         let (at, mut p) = match next(&shared) {
             Next::Stop => return,
@@ -271,37 +278,55 @@ async fn deliver_all(to: Arc<dyn DataAccess>, shared: Arc<Shared>) {
             .await
             .unwrap_or_else(|_| Err(Error::BadRequest("delivering the report panicked".into())));
         let (kind, call_id) = (p.report.kind(), p.report.call_id().to_string());
-        let mut b = shared.lock();
-        let outcome = match result {
-            Ok(()) => {
-                b.delivered += 1;
-                None
-            }
-            Err(e) if e.status() >= 500 => {
-                if p.failures == 0 {
-                    p.delivered_at_first_failure = b.delivered;
+        let retry = {
+            let mut b = shared.lock();
+            match result {
+                Ok(()) => {
+                    b.delivered += 1;
+                    false
                 }
-                p.failures += 1;
-                if p.failures >= POISON_FAILURES && b.delivered > p.delivered_at_first_failure {
-                    Some((e, "API node keeps failing a call report while taking others; dropping it"))
-                } else {
-                    tracing::warn!(error = ?e, kind, call_id, failures = p.failures, retry_in = ?p.backoff,
-                        buffered = b.queue.len() + 1, "API node did not take a call report; retrying");
-                    p.retry_at = Some(Instant::now() + p.backoff);
-                    p.backoff = (p.backoff * 2).min(shared.settings.retry_max);
-                    // Back in its place: reports of its call stay behind it.
-                    let at = at.min(b.queue.len());
-                    b.queue.insert(at, *p);
-                    continue;
+                Err(e) if e.status() >= 500 => {
+                    if p.failures == 0 {
+                        p.delivered_at_first_failure = b.delivered;
+                    }
+                    p.failures += 1;
+                    if p.failures >= POISON_FAILURES && b.delivered > p.delivered_at_first_failure {
+                        tracing::error!(error = ?e, kind, call_id,
+                            "API node keeps failing a call report while taking others; dropping it");
+                        false
+                    } else {
+                        tracing::warn!(error = ?e, kind, call_id, failures = p.failures, retry_in = ?p.backoff,
+                            buffered = b.queue.len() + 1, "API node did not take a call report; retrying");
+                        true
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = ?e, kind, call_id, "API node refused a call report; dropping it");
+                    false
                 }
             }
-            Err(e) => Some((e, "API node refused a call report; dropping it")),
         };
-        b.bytes -= p.size;
-        drop(b);
-        if let Some((e, why)) = outcome {
-            tracing::error!(error = ?e, kind, call_id, "{why}");
+        if retry {
+            p.retry_at = Some(Instant::now() + p.backoff);
+            p.backoff = (p.backoff * 2).min(shared.settings.retry_max);
+            {
+                // Back in its place (only this task removes reports; others were only added at the
+                // back since), so the reports of its call stay behind it.
+                let mut b = shared.lock();
+                let at = at.min(b.queue.len());
+                b.queue.insert(at, *p);
+            }
+            failures_in_a_row += 1;
+            if failures_in_a_row >= 2 {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(shared.settings.retry_max);
+            }
+            continue;
         }
+        shared.lock().bytes -= p.size;
+        // The API node answered (took the report, or refused it for good).
+        failures_in_a_row = 0;
+        pause = shared.settings.retry_initial;
         shared.pending.send_modify(|n| *n -= 1);
         if let Report::Complete(_, _, done) = p.report {
             let _ = done.send(());
@@ -363,7 +388,8 @@ impl DataAccess for BufferedReports {
         let b = self.shared.lock();
         let full = b.queue.len() >= self.shared.settings.capacity || b.bytes >= self.shared.settings.max_bytes;
         if full {
-            tracing::warn!(reports = b.queue.len(), bytes = b.bytes, "call report buffer full; refusing new calls");
+            // The refused call is logged as a 503 by the invoke path; this says why.
+            tracing::debug!(reports = b.queue.len(), bytes = b.bytes, "call report buffer full; refusing new calls");
         }
         !full
     }
@@ -566,6 +592,31 @@ mod tests {
         assert!(buffer.flusher().flush(Duration::from_secs(5)).await, "the poisoned report is given up");
         assert_eq!(api.taken(), ["start fine"]);
         assert_eq!(api.attempts.load(Ordering::SeqCst), POISON_FAILURES as usize + 1);
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_not_retried_report_by_report() {
+        let api = Arc::new(FakeApi::default());
+        api.down.store(true, Ordering::SeqCst);
+        let buffer = BufferedReports::new(
+            api.clone(),
+            ReportSettings {
+                retry_initial: Duration::from_millis(200),
+                retry_max: Duration::from_millis(200),
+                ..settings(1000)
+            },
+        );
+        for i in 0..100 {
+            buffer.call_started(&call(&format!("c{i}"))).await.unwrap();
+        }
+        let mut pending = buffer.flusher().pending.clone();
+        let waited = tokio::time::timeout(Duration::from_millis(300), pending.wait_for(|n| *n == 0)).await;
+        assert!(waited.is_err(), "nothing is delivered while the API node is down");
+        let attempts = api.attempts.load(Ordering::SeqCst);
+        assert!(attempts <= 4, "{attempts} attempts in 300 ms: two failures in a row pause delivery");
+        api.down.store(false, Ordering::SeqCst);
+        assert!(buffer.flusher().flush(Duration::from_secs(5)).await);
+        assert_eq!(api.taken().len(), 100);
     }
 
     #[tokio::test]
