@@ -100,7 +100,7 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "FN_ASYNC_LEASE_MSECS",
         default: "10000",
-        help: "how long a runner holds a queued call without a heartbeat before it is run elsewhere",
+        help: "how long a runner holds a queued call without a heartbeat before it is run elsewhere (at least 100; -1: never)",
     },
     Variable {
         name: "FN_ASYNC_MAX_ATTEMPTS",
@@ -115,7 +115,12 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "FN_ASYNC_RETRY_BACKOFF_MSECS",
         default: "1000",
-        help: "delay before the first retry of an async call; doubled for each further one",
+        help: "delay before the first retry of an async call; doubled for each further one (0 or more)",
+    },
+    Variable {
+        name: "FN_MAX_LOG_SIZE_BYTES",
+        default: "1048576",
+        help: "largest call log kept; with FN_MAX_REQUEST_SIZE it sizes the hybrid API's largest message",
     },
     Variable {
         name: "FN_HTTP_HEADER_TIMEOUT_MSECS",
@@ -245,20 +250,23 @@ pub struct Settings {
     pub lost_call_after: Option<Duration>,
     /// `FN_HTTP_*_MSECS`: how long slow or idle clients may hold a connection.
     pub http_timeouts: runner_node::slow_clients::HttpTimeouts,
+    /// Largest hybrid API message (HTTP body, gRPC message), from `FN_MAX_LOG_SIZE_BYTES` and
+    /// `FN_MAX_REQUEST_SIZE` ([`shared::config::hybrid_message_limit`]).
+    pub hybrid_max_message: usize,
 }
 
 /// `FN_ASYNC_LEASE_MSECS`: at least 100 ms, or a queued call would be handed out again before its
-/// runner's first heartbeat could reach the API node.
+/// runner's first heartbeat could reach the API node; `-1` holds a call until its runner completes it.
 fn async_lease(src: &dyn Source) -> Result<Duration, ConfigError> {
-    let ms: u64 = parse_or(src, "FN_ASYNC_LEASE_MSECS", 10_000u64)?;
-    if ms < 100 {
+    let lease = shared::config::msecs_or_never(src, "FN_ASYNC_LEASE_MSECS", 10_000)?;
+    if lease < Duration::from_millis(100) {
         return Err(ConfigError::Invalid {
             name: "FN_ASYNC_LEASE_MSECS".into(),
-            value: ms.to_string(),
-            reason: "must be at least 100: runners heartbeat three times per lease".into(),
+            value: lease.as_millis().to_string(),
+            reason: "must be at least 100 (or -1, never): runners heartbeat three times per lease".into(),
         });
     }
-    Ok(Duration::from_millis(ms))
+    Ok(lease)
 }
 
 impl Settings {
@@ -320,11 +328,12 @@ impl Settings {
             async_policy: crate::direct::AsyncPolicy {
                 lease: async_lease(src)?,
                 max_attempts: parse_or(src, "FN_ASYNC_MAX_ATTEMPTS", 3u32)?.max(1),
-                backoff: Duration::from_millis(parse_or(src, "FN_ASYNC_RETRY_BACKOFF_MSECS", 1000u64)?),
+                backoff: shared::config::msecs_at_least_zero(src, "FN_ASYNC_RETRY_BACKOFF_MSECS", 1000)?,
             },
             // The longest call (an async route, 3600 s) plus ten minutes for pulls, starts and leases.
             lost_call_after: shared::config::msecs_or(src, "FN_LOST_CALL_AFTER_MSECS", 4_200_000)?,
             http_timeouts: runner_node::slow_clients::HttpTimeouts::from_source(src)?,
+            hybrid_max_message: shared::config::hybrid_message_limit_from(src)?,
         };
         if settings.node_type == NodeType::Api && !settings.serves_runner_api() {
             return Err(ConfigError::Missing(
@@ -383,6 +392,7 @@ impl Settings {
             async_policy: crate::direct::AsyncPolicy::default(),
             lost_call_after: None,
             http_timeouts: runner_node::slow_clients::HttpTimeouts::default(),
+            hybrid_max_message: shared::config::hybrid_message_limit(shared::config::DEFAULT_MAX_LOG_SIZE, 0),
         }
     }
 
@@ -540,5 +550,35 @@ mod tests {
         for v in VARIABLES {
             assert!(h.contains(v.name) && h.contains(v.default), "{}", v.name);
         }
+    }
+
+    /// Every `*_MSECS` variable takes -1 (never, or a clear refusal where never makes no sense) and
+    /// `i64::MAX` without a panic, and what it yields can be added to now.
+    #[test]
+    fn every_msecs_variable_takes_never_and_huge_values() {
+        let names: Vec<&str> = VARIABLES.iter().map(|v| v.name).filter(|n| n.ends_with("_MSECS")).collect();
+        assert!(names.len() >= 3, "{names:?}");
+        for name in &names {
+            for value in ["-1".to_string(), i64::MAX.to_string()] {
+                match Settings::from_source(&env(&[(name, &value)])) {
+                    Ok(s) => {
+                        let p = s.async_policy;
+                        for d in [p.lease, p.backoff].into_iter().chain(s.lost_call_after) {
+                            assert!(d <= shared::config::NEVER, "{name}={value}: {d:?}");
+                            let _ = std::time::Instant::now() + d + d;
+                            let _ = chrono::Utc::now() - chrono::TimeDelta::from_std(d).unwrap();
+                        }
+                    }
+                    Err(e) => {
+                        assert_eq!(value, "-1", "{name}={value}: {e}");
+                        assert!(e.to_string().contains(name), "{e}");
+                    }
+                }
+            }
+        }
+        let never = env(&[("FN_ASYNC_LEASE_MSECS", "-1"), ("FN_LOST_CALL_AFTER_MSECS", "-1")]);
+        let s = Settings::from_source(&never).unwrap();
+        assert_eq!((s.async_policy.lease, s.lost_call_after), (shared::config::NEVER, None));
+        assert!(Settings::from_source(&env(&[("FN_ASYNC_RETRY_BACKOFF_MSECS", "-1")])).is_err());
     }
 }

@@ -58,8 +58,9 @@ impl Node {
                  without authentication; set FN_RUNNER_TOKEN for anything but a trusted network"
             );
         }
+        let max_message = settings.hybrid_max_message;
         if settings.serves_runner_http() {
-            let state = hybrid::http::HybridState { data: data.clone(), token: token.clone() };
+            let state = hybrid::http::HybridState { data: data.clone(), token: token.clone(), max_body: max_message };
             ext.configure.push(Arc::new(move |cfg| hybrid::http::configure(cfg, state.clone())));
         }
 
@@ -77,7 +78,8 @@ impl Node {
                 let _ = stopped.wait_for(|s| *s).await;
             };
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = hybrid::grpc::serve_on_with(listener, data, token, tls, &timeouts, shutdown).await {
+                let served = hybrid::grpc::serve_on_with(listener, data, token, tls, &timeouts, max_message, shutdown);
+                if let Err(e) = served.await {
                     tracing::error!(error = %e, "hybrid gRPC API stopped");
                 }
             }));

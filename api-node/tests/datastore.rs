@@ -454,6 +454,20 @@ async fn cascades(s: SqlStore) {
     assert_eq!(s.get_log(&kc.id).await.unwrap().log, "kept");
 }
 
+/// A log holding NUL bytes and what was invalid UTF-8 (replaced by U+FFFD at capture) is stored and
+/// served whole on every engine.
+async fn logs_with_nul_and_replaced_bytes(s: SqlStore) {
+    let a = s.insert_app(&app("a")).await.unwrap();
+    let c = call(&a.id, "F", "/p");
+    let raw: &[u8] = b"before\0after \xff\xfe end\n\0";
+    let log = String::from_utf8_lossy(raw).into_owned();
+    s.insert_log(&a.id, &c.id, &log).await.unwrap();
+    assert_eq!(s.get_log(&c.id).await.unwrap().log, log);
+    let big = "\0ü".repeat(1 << 18);
+    s.insert_log(&a.id, &c.id, &big).await.unwrap();
+    assert_eq!(s.get_log(&c.id).await.unwrap().log, big);
+}
+
 async fn calls_and_logs(s: SqlStore) {
     let a = s.insert_app(&app("a")).await.unwrap();
     let mut c = call(&a.id, "F", "/p");
@@ -601,6 +615,8 @@ macro_rules! suite {
             async fn cascades() { super::cascades(fresh_store($variant).await.0).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn calls_and_logs() { super::calls_and_logs(fresh_store($variant).await.0).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn logs_with_nul_and_replaced_bytes() { super::logs_with_nul_and_replaced_bytes(fresh_store($variant).await.0).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn lost_calls_are_ended() { super::lost_calls_are_ended(fresh_store($variant).await.0).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

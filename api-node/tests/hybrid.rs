@@ -123,7 +123,8 @@ async fn exercise(w: &World, client: &dyn DataAccess, bad: &dyn DataAccess) {
 
 /// Serves the hybrid HTTP API over `w` (token required) on a free port; returns its base URL.
 fn serve_http(w: &World) -> String {
-    let state = HybridState { data: w.data.clone(), token: Some(TOKEN.into()) };
+    let max_body = shared::config::hybrid_message_limit(shared::config::DEFAULT_MAX_LOG_SIZE, 0);
+    let state = HybridState { data: w.data.clone(), token: Some(TOKEN.into()), max_body };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = actix_web::HttpServer::new(move || {
@@ -144,6 +145,38 @@ async fn http_transport(backend: Backend) {
     let client = HttpClient::new(&url, Some(TOKEN.into()), Duration::from_secs(5)).unwrap();
     let bad = HttpClient::new(&url, Some("wrong".into()), Duration::from_secs(5)).unwrap();
     exercise(&w, &client, &bad).await;
+    large_messages(&w, &client).await;
+}
+
+/// Reports and queued calls as large as the defaults allow get through: a 300 KB log (over actix's
+/// default 256 KiB body), a 1 MiB log of NUL bytes (6 MiB as JSON), a 1 MiB log of bytes that were not
+/// UTF-8 (3 MiB once replaced) and a 5 MiB queued body (over tonic's default 4 MiB message).
+async fn large_messages(w: &World, client: &dyn DataAccess) {
+    let logs = [
+        "x".repeat(300_000),
+        "\0".repeat(1 << 20),
+        String::from_utf8_lossy(&vec![0xffu8; 1 << 20]).into_owned(),
+    ];
+    for log in logs {
+        let mut done = call(w);
+        done.status = CallStatus::Success;
+        client.call_finished(&done, &log).await.unwrap();
+        assert_eq!(w.store.get_log(&done.id).await.unwrap().log, log);
+    }
+    let body = "QUJD".repeat(5 << 18); // 5 MiB of base64
+    let queued = QueuedCall {
+        call: call(w),
+        method: "POST".into(),
+        url: "http://x/invoke/f".into(),
+        headers: Default::default(),
+        body,
+        priority: 0,
+    };
+    client.enqueue(&queued).await.unwrap();
+    let d = client.dequeue(Duration::from_millis(500)).await.unwrap().expect("the queued call");
+    assert_eq!(d.call, queued);
+    let done = Call { status: CallStatus::Success, completed_at: Some(DateTime::now()), ..queued.call.clone() };
+    client.complete(&d, &done).await.unwrap();
 }
 
 async fn grpc_transport(backend: Backend) {
@@ -155,6 +188,7 @@ async fn grpc_transport(backend: Backend) {
     let client = GrpcClient::new(&url, Some(TOKEN.into()), Duration::from_secs(5), None).unwrap();
     let bad = GrpcClient::new(&url, Some("wrong".into()), Duration::from_secs(5), None).unwrap();
     exercise(&w, &client, &bad).await;
+    large_messages(&w, &client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

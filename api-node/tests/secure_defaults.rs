@@ -127,7 +127,7 @@ async fn grpc_cuts_off_a_stalled_preface_and_still_serves() {
     let addr = listener.local_addr().unwrap();
     let token = Some("grpc-token".into());
     tokio::spawn(async move {
-        api_node::hybrid::grpc::serve_on_with(listener, data, token, None, &short(), std::future::pending()).await
+        api_node::hybrid::grpc::serve_on_with(listener, data, token, None, &short(), 1 << 20, std::future::pending()).await
     });
     // Half of the HTTP/2 preface, then nothing.
     let answer =

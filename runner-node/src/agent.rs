@@ -15,6 +15,7 @@ use chrono::Utc;
 use shared::time::DateTime;
 use shared::{Call, CallStatus};
 use tokio::sync::{oneshot, Notify};
+use shared::config::bounded;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -405,7 +406,7 @@ impl Inner {
         {
             return Err(AgentError::CannotAllocate);
         }
-        let wait_deadline = Instant::now() + call.timeout;
+        let wait_deadline = Instant::now() + bounded(call.timeout);
         if call.format.is_hot() {
             self.run_hot(call, wait_deadline, record, log).await
         } else {
@@ -488,7 +489,7 @@ impl Inner {
         self.ensure_image(&call.image).await?;
         // The deadline the function sees is fixed at create time; it is close to the real one
         // because create and start are quick once the image is there.
-        let fn_deadline = Utc::now() + call.timeout;
+        let fn_deadline = Utc::now() + bounded(call.timeout);
         let mut env = call.base_env();
         env.extend(protocol::default::call_env(call, fn_deadline));
         let mut spec = self.container_spec(call, env);
@@ -561,7 +562,7 @@ impl Inner {
         busy.get().ensure_running(&self.driver).await?;
         self.started(record).await;
         busy.get().begin_log(self.cfg.max_log_size);
-        let fn_deadline = Utc::now() + call.timeout;
+        let fn_deadline = Utc::now() + bounded(call.timeout);
         let outcome = {
             let c = busy.get();
             tokio::select! {
@@ -706,8 +707,8 @@ impl Inner {
         claimed: oneshot::Receiver<()>,
     ) {
         let inner = self;
-        let idle_deadline = Instant::now() + c.idle_timeout;
-        let mut freeze_at = inner.cfg.freeze_idle.map(|d| Instant::now() + d);
+        let idle_deadline = Instant::now() + bounded(c.idle_timeout);
+        let mut freeze_at = inner.cfg.freeze_idle.map(|d| Instant::now() + bounded(d));
         tokio::pin!(claimed);
         loop {
             let freezing = freeze_at.is_some();

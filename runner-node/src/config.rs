@@ -118,18 +118,21 @@ impl AgentConfig {
                     .map_err(|e| format!("{k}={v}: {e}")),
             }
         };
+        // Negative is "never"; every value is capped at `NEVER`, so deadlines made from it cannot
+        // overflow.
         let msecs = |k: &str, d: &mut Duration| -> Result<(), String> {
             if let Some(n) = num(k)? {
                 *d = if n < 0 {
-                    Duration::MAX
+                    shared::config::NEVER
                 } else {
-                    Duration::from_millis(n as u64)
+                    shared::config::bounded(Duration::from_millis(n as u64))
                 };
             }
             Ok(())
         };
         if let Some(n) = num("FN_FREEZE_IDLE_MSECS")? {
-            c.freeze_idle = (n >= 0).then(|| Duration::from_millis(n as u64));
+            c.freeze_idle =
+                (n >= 0).then(|| shared::config::bounded(Duration::from_millis(n as u64)));
         }
         msecs("FN_HOT_POLL_MSECS", &mut c.hot_poll)?;
         msecs("FN_HOT_START_TIMEOUT_MSECS", &mut c.hot_start_timeout)?;
@@ -268,5 +271,35 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    /// Every `*_MSECS` setting the agent reads, at -1 ("never") and at `i64::MAX`.
+    pub(crate) const MSECS_VARIABLES: [&str; 4] = [
+        "FN_FREEZE_IDLE_MSECS",
+        "FN_HOT_POLL_MSECS",
+        "FN_HOT_START_TIMEOUT_MSECS",
+        "FN_HOT_PULL_TIMEOUT_MSECS",
+    ];
+
+    #[test]
+    fn msecs_settings_take_never_and_huge_values() {
+        for value in ["-1".to_string(), i64::MAX.to_string()] {
+            let vars: Vec<(&str, &str)> = MSECS_VARIABLES
+                .iter()
+                .map(|k| (*k, value.as_str()))
+                .collect();
+            let c = cfg(&vars).unwrap();
+            for d in [c.hot_poll, c.hot_start_timeout, c.pull_timeout]
+                .into_iter()
+                .chain(c.freeze_idle)
+            {
+                assert!(d <= shared::config::NEVER, "{value}: {d:?}");
+                // What the agent does with them: deadlines from now.
+                let _ = tokio::time::Instant::now() + d;
+                let _ = std::time::Instant::now() + d;
+            }
+        }
+        let never = cfg(&[("FN_HOT_START_TIMEOUT_MSECS", "-1")]).unwrap();
+        assert_eq!(never.hot_start_timeout, shared::config::NEVER);
     }
 }

@@ -62,6 +62,12 @@ pub trait DataAccess: Send + Sync + 'static {
     /// Completes a queued call whose end was recorded: removes it from the queue, or, when `call` failed
     /// in a way worth retrying and attempts remain, gives it back with backoff.
     async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error>;
+    /// Whether a new call may start: `false` while the call reports waiting for storage are past their
+    /// bound (a runner's API node is away), so the invoke paths answer 503 at once instead of piling up
+    /// more. In-process storage always takes them.
+    fn accepts_calls(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

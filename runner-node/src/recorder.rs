@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use shared::Call;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -59,16 +60,24 @@ impl RecordWriter {
         let (tx, mut rx) = mpsc::channel::<Event>(capacity.max(1));
         let task = tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
-                let res = match ev {
-                    Event::Started(c) => recorder.call_started(&c).await,
-                    Event::Finished(c, log) => recorder.call_finished(&c, log).await,
+                let (kind, call_id, res) = match ev {
+                    Event::Started(c) => (
+                        "start",
+                        c.id.clone(),
+                        guarded(recorder.call_started(&c)).await,
+                    ),
+                    Event::Finished(c, log) => (
+                        "finish",
+                        c.id.clone(),
+                        guarded(recorder.call_finished(&c, log)).await,
+                    ),
                     Event::Flush(done) => {
                         let _ = done.send(());
                         continue;
                     }
                 };
                 if let Err(e) = res {
-                    tracing::error!(error = %e, "failed to record call");
+                    tracing::error!(error = %e, kind, call_id, "failed to record call");
                 }
             }
         });
@@ -118,6 +127,24 @@ impl RecordWriter {
         let task = self.task.lock().expect("recorder lock").take();
         if let Some(task) = task {
             let _ = task.await;
+        }
+    }
+}
+
+/// Runs one recording; a panic in it becomes that record's error, so one bad record (or a buggy
+/// recorder) never stops the writer and every later record still gets written.
+async fn guarded(
+    record: impl std::future::Future<Output = Result<(), RecordError>>,
+) -> Result<(), RecordError> {
+    match std::panic::AssertUnwindSafe(record).catch_unwind().await {
+        Ok(res) => res,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(format!("the recorder panicked: {what}").into())
         }
     }
 }
@@ -199,5 +226,43 @@ mod tests {
         assert_eq!(seen.len(), 10);
         assert_eq!(seen[0], "start c0");
         assert_eq!(seen[9], "end c4 log");
+    }
+
+    /// Panics on the call with id `boom`, records the others.
+    struct Panicky(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl CallRecorder for Panicky {
+        async fn call_started(&self, c: &Call) -> Result<(), RecordError> {
+            if c.id == "boom" {
+                panic!("cannot record {}", c.id);
+            }
+            self.0.lock().unwrap().push(format!("start {}", c.id));
+            Ok(())
+        }
+        async fn call_finished(&self, c: &Call, _log: Bytes) -> Result<(), RecordError> {
+            if c.id == "boom" {
+                panic!("cannot record {}", c.id);
+            }
+            self.0.lock().unwrap().push(format!("end {}", c.id));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_recording_one_call_does_not_stop_the_writer() {
+        let rec = Arc::new(Panicky(Mutex::new(Vec::new())));
+        let w = RecordWriter::start(rec.clone(), 1);
+        for id in ["a", "boom", "b"] {
+            let c = Call::new(id, "app", shared::CallStatus::Running);
+            w.started(c.clone()).await;
+            w.finished(c, Bytes::from("log")).await;
+        }
+        w.flush().await;
+        w.close().await;
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            ["start a", "end a", "start b", "end b"]
+        );
     }
 }

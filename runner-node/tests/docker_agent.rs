@@ -986,3 +986,38 @@ async fn a_socket_path_others_may_write_is_refused_at_start() {
         .expect("refused");
     assert!(err.to_string().contains("FN_IOFS_PATH"), "{err}");
 }
+
+/// Timeouts and settings at "never" or beyond any date (`Duration::MAX`, `-1`, `i64::MAX` ms) run calls
+/// in every format instead of panicking on a deadline that overflows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_and_huge_durations_do_not_overflow_deadlines() {
+    let huge = i64::MAX.to_string();
+    let vars = [
+        ("FN_FREEZE_IDLE_MSECS", huge.as_str()),
+        ("FN_HOT_POLL_MSECS", "-1"),
+        ("FN_HOT_START_TIMEOUT_MSECS", "-1"),
+        ("FN_HOT_PULL_TIMEOUT_MSECS", huge.as_str()),
+    ];
+    let from_env = AgentConfig::from_lookup(|k| {
+        vars.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap();
+    let cfg = AgentConfig {
+        freeze_idle: from_env.freeze_idle,
+        hot_poll: from_env.hot_poll,
+        hot_start_timeout: from_env.hot_start_timeout,
+        pull_timeout: from_env.pull_timeout,
+        ..test_config("never")
+    };
+    let h = harness_with(cfg).await;
+    for format in [Format::HttpStream, Format::Http, Format::Json, Format::Default] {
+        let mut c = call("echo", format, "forever");
+        c.timeout = Duration::MAX;
+        c.idle_timeout = Duration::MAX;
+        let r = h.agent.submit(c).await.unwrap();
+        assert_eq!(&r.body[..], b"forever", "{format:?}");
+    }
+    h.finish().await;
+}

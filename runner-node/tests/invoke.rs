@@ -752,3 +752,68 @@ async fn function_statuses_outside_200_to_599_answer_502() {
     }
     node.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_forwarded_host_or_scheme_is_ignored() {
+    let node = serve(test_config("fwdhost")).await;
+    let f = node.add_fn("echo-http", "echo", Format::Http, json!({}));
+    let path = format!("/invoke/{}", f.id);
+    let own = format!("{}{path}", node.base);
+    for (name, value) in [
+        ("X-Forwarded-Host", "bad host"),
+        ("X-Forwarded-Host", "a\"b{}"),
+        ("Forwarded", "host=\"a b\""),
+        ("Forwarded", "proto=\"ht tp\""),
+        ("X-Forwarded-Proto", "no/scheme"),
+    ] {
+        let r = Answer::from(
+            node.req(reqwest::Method::POST, &path)
+                .header(name, value)
+                .body("hi")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((r.status, r.text()), (200, "hi".into()), "{name}: {value}");
+        assert_eq!(r.header("x-request-url"), own, "{name}: {value}");
+    }
+    let r = Answer::from(
+        node.req(reqwest::Method::POST, &path)
+            .header("X-Forwarded-Host", "fn.example.com:8080")
+            .body("hi")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-request-url"),
+        format!("http://fn.example.com:8080{path}"),
+        "a valid forwarded host is used"
+    );
+    node.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_deadline_and_timeout_headers_do_not_panic() {
+    let node = serve(test_config("absurd")).await;
+    for format in ALL_FORMATS {
+        let f = node.add_fn(&format!("echo-{}", slug(format)), "echo", format, json!({}));
+        let r = Answer::from(
+            node.req(reqwest::Method::POST, &format!("/invoke/{}", f.id))
+                .header("Fn-Deadline", "99999-12-31T23:59:59.999Z")
+                .header("Fn-Timeout", "18446744073709551616")
+                .header("Fn-Idle-Timeout", "-9223372036854775808")
+                .header("Fn-Invoke-Type", "sync")
+                .body("hi")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((r.status, r.text()), (200, "hi".into()), "{format:?}");
+    }
+    node.finish().await;
+}

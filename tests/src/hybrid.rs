@@ -136,6 +136,17 @@ impl Runner {
         token: Option<&str>,
         cache_ttl_ms: u64,
     ) -> anyhow::Result<Runner> {
+        Self::start_with(api, transport, token, cache_ttl_ms, &[]).await
+    }
+
+    /// As [`Runner::start`], with `extra` environment variables.
+    pub async fn start_with(
+        api: &ApiNode,
+        transport: Transport,
+        token: Option<&str>,
+        cache_ttl_ms: u64,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Runner> {
         let instance = unique("fn-e2e-runner");
         let api_url = match transport {
             Transport::Http => format!("http://127.0.0.1:{}", api.node.port),
@@ -155,6 +166,7 @@ impl Runner {
         if let Some(t) = token {
             env.insert("FN_RUNNER_TOKEN".into(), t.into());
         }
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let node = Node::start(binary("runner-node"), env).await?;
         Ok(Runner { node, instance, transport })
     }

@@ -176,24 +176,28 @@ pub async fn serve_on(
     tls: Option<GrpcTls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), GrpcError> {
-    serve_on_with(listener, data, token, tls, &HttpTimeouts::default(), shutdown).await
+    let max_message = shared::config::hybrid_message_limit(shared::config::DEFAULT_MAX_LOG_SIZE, 0);
+    serve_on_with(listener, data, token, tls, &HttpTimeouts::default(), max_message, shutdown).await
 }
 
 /// Longest interval between HTTP/2 pings to a connected runner: its answers are what keeps an
 /// otherwise quiet connection (a runner waiting on a long-poll) from counting as idle.
 const MAX_PING_INTERVAL: Duration = Duration::from_secs(10);
 
-/// As [`serve_on`], with the node's slow-client limits (`FN_HTTP_*_MSECS`): a connection whose peer
-/// sends nothing, not even a ping answer, for the body idle time is closed (this also cuts a client
-/// that stalls in the TLS handshake or the HTTP/2 preface); the server pings at a third of that (at
-/// most every 10 s) and drops the connection when a ping goes unanswered for the header time; a
-/// request may take at most the longest long-poll plus the body idle time.
+/// As [`serve_on`], with the node's slow-client limits (`FN_HTTP_*_MSECS`) and message size: a
+/// connection whose peer sends nothing, not even a ping answer, for the body idle time is closed (this
+/// also cuts a client that stalls in the TLS handshake or the HTTP/2 preface); the server pings at a
+/// third of that (at most every 10 s) and drops the connection when a ping goes unanswered for the
+/// header time; a request may take at most the longest long-poll plus the body idle time. Messages up to
+/// `max_message` bytes are taken and sent ([`shared::config::hybrid_message_limit`]; tonic's own
+/// default, 4 MiB, would refuse large reports).
 pub async fn serve_on_with(
     listener: tokio::net::TcpListener,
     data: Arc<dyn DataAccess>,
     token: Option<Secret>,
     tls: Option<GrpcTls>,
     timeouts: &HttpTimeouts,
+    max_message: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), GrpcError> {
     let check = move |req: Request<()>| {
@@ -225,7 +229,12 @@ pub async fn serve_on_with(
             conn.map(|io| IdleIo { io, idle, timer: None })
         });
     server
-        .add_service(HybridServer::with_interceptor(HybridService { data }, check))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            HybridServer::new(HybridService { data })
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
+            check,
+        ))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

@@ -19,12 +19,16 @@ pub struct HybridState {
     pub data: Arc<dyn DataAccess>,
     /// `FN_RUNNER_TOKEN`, when runners must present one.
     pub token: Option<Secret>,
+    /// Largest body taken, in bytes ([`shared::config::hybrid_message_limit`]): a report with the
+    /// largest log, a queued call with the largest body.
+    pub max_body: usize,
 }
 
 /// Mounts the hybrid endpoints.
 pub fn configure(cfg: &mut web::ServiceConfig, state: HybridState) {
     cfg.service(
         web::scope("/v2/runner")
+            .app_data(web::PayloadConfig::new(state.max_body))
             .app_data(web::Data::new(state))
             .route("/apps/{app_id}", web::get().to(app_by_id))
             .route("/appsByName/{name}", web::get().to(app_by_name))

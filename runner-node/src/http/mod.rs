@@ -71,6 +71,9 @@ impl InvokeState {
     /// Runs a call on [`Self::runtime`]. Dropping the future (the client went away) cancels
     /// the call, as when it runs inline.
     pub(crate) async fn submit(&self, spec: CallSpec) -> Result<CallResponse, AgentError> {
+        if !self.data.accepts_calls() {
+            return Err(AgentError::TooBusy);
+        }
         let Some(rt) = &self.runtime else {
             return self.agent.submit(spec).await;
         };

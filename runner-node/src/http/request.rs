@@ -68,7 +68,6 @@ impl Incoming {
             }
         }
         strip_platform_headers(&mut headers);
-        let conn = req.connection_info();
         let path = req
             .uri()
             .path_and_query()
@@ -77,7 +76,7 @@ impl Incoming {
         Ok(Incoming {
             id: id.to_string(),
             method: req.method().to_string(),
-            url: format!("{}://{}{}", conn.scheme(), conn.host(), path),
+            url: request_url(req, path),
             headers,
             body: body.freeze(),
         })
@@ -189,6 +188,26 @@ pub fn accepted(resp: &mut HttpResponseBuilder, call_id: &str) -> HttpResponse {
 }
 
 pub use shared::clean_path;
+
+/// The URL the caller asked for. `Forwarded` and `X-Forwarded-*` come from the client: when they do
+/// not make a valid URL they are ignored for what the connection itself says (its `Host` header, else
+/// the server's name), so no header can break a call.
+fn request_url(req: &HttpRequest, path: &str) -> String {
+    let conn = req.connection_info();
+    let forwarded = format!("{}://{}{}", conn.scheme(), conn.host(), path);
+    if forwarded.parse::<http::Uri>().is_ok() {
+        return forwarded;
+    }
+    let config = req.app_config();
+    let scheme = if config.secure() { "https" } else { "http" };
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.parse::<http::uri::Authority>().is_ok())
+        .unwrap_or_else(|| config.host());
+    format!("{scheme}://{host}{path}")
+}
 
 #[cfg(test)]
 mod tests {

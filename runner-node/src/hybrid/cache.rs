@@ -95,6 +95,10 @@ impl DataAccess for CachedDataAccess {
     async fn heartbeat(&self, delivery: &Delivery) -> Result<Duration, Error> {
         self.inner.heartbeat(delivery).await
     }
+
+    fn accepts_calls(&self) -> bool {
+        self.inner.accepts_calls()
+    }
 }
 
 /// The cached answers of one kind of lookup.

@@ -88,7 +88,17 @@ impl GrpcClient {
             }
             None => None,
         };
-        Ok(GrpcClient { client: HybridClient::new(endpoint.connect_lazy()), auth, timeout })
+        let client = HybridClient::new(endpoint.connect_lazy());
+        Ok(GrpcClient { client, auth, timeout }
+            .with_max_message(shared::config::hybrid_message_limit(shared::config::DEFAULT_MAX_LOG_SIZE, 0)))
+    }
+
+    /// Sends and takes messages up to `bytes` (tonic's default is 4 MiB, less than a report with a
+    /// large log or a queued call with a large body); the API node must take as much
+    /// ([`shared::config::hybrid_message_limit`] on both sides).
+    pub fn with_max_message(mut self, bytes: usize) -> Self {
+        self.client = self.client.max_decoding_message_size(bytes).max_encoding_message_size(bytes);
+        self
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {

@@ -59,6 +59,9 @@ pub struct HybridSettings {
     /// Call reports held while the API node is away before callers wait (`FN_RUNNER_REPORT_BUFFER`,
     /// 10000).
     pub report_buffer: usize,
+    /// Bytes of call reports (logs and records) held while the API node is away before new calls are
+    /// refused with 503 (`FN_RUNNER_REPORT_BUFFER_BYTES`, 256 MiB).
+    pub report_buffer_bytes: usize,
     /// Longest request to the API node.
     pub request_timeout: Duration,
     /// First wait before redelivering a report; doubles per failure up to `report_retry_max`.
@@ -70,6 +73,9 @@ pub struct HybridSettings {
     /// PEM certificate and key files this runner presents to an API node that demands client
     /// certificates (`FN_NODE_CERT`, `FN_NODE_CERT_KEY`; both or neither).
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Largest gRPC message sent or taken, derived from `FN_MAX_LOG_SIZE_BYTES` and
+    /// `FN_MAX_REQUEST_SIZE` as the API node does ([`shared::config::hybrid_message_limit`]).
+    pub max_message: usize,
 }
 
 impl Default for HybridSettings {
@@ -77,11 +83,13 @@ impl Default for HybridSettings {
         HybridSettings {
             cache_ttl: Duration::from_millis(5000),
             report_buffer: 10_000,
+            report_buffer_bytes: 256 << 20,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             report_retry_initial: Duration::from_millis(100),
             report_retry_max: Duration::from_secs(5),
             api_ca: None,
             client_cert: None,
+            max_message: config::hybrid_message_limit(config::DEFAULT_MAX_LOG_SIZE, 0),
         }
     }
 }
@@ -95,7 +103,7 @@ impl HybridSettings {
     /// Settings from `src`; unset variables take their defaults, bad values fail naming the variable.
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let d = HybridSettings::default();
-        let ttl_ms: u64 = config::parse_or(src, "FN_RUNNER_CACHE_TTL_MSECS", d.cache_ttl.as_millis() as u64)?;
+        let cache_ttl = config::msecs_or_never(src, "FN_RUNNER_CACHE_TTL_MSECS", d.cache_ttl.as_millis() as i64)?;
         let report_buffer: usize = config::parse_or(src, "FN_RUNNER_REPORT_BUFFER", d.report_buffer)?;
         if report_buffer == 0 {
             return Err(ConfigError::Invalid {
@@ -104,6 +112,7 @@ impl HybridSettings {
                 reason: "must be at least 1".into(),
             });
         }
+        let report_buffer_bytes: usize = config::parse_or(src, "FN_RUNNER_REPORT_BUFFER_BYTES", d.report_buffer_bytes)?;
         let path = |name: &str| src.get(name).filter(|v| !v.trim().is_empty()).map(|v| PathBuf::from(v.trim()));
         let client_cert = match (path("FN_NODE_CERT"), path("FN_NODE_CERT_KEY")) {
             (Some(cert), Some(key)) => Some((cert, key)),
@@ -111,10 +120,12 @@ impl HybridSettings {
             _ => return Err(ConfigError::Missing("FN_NODE_CERT and FN_NODE_CERT_KEY go together".into())),
         };
         Ok(HybridSettings {
-            cache_ttl: Duration::from_millis(ttl_ms),
+            cache_ttl,
             report_buffer,
+            report_buffer_bytes,
             api_ca: path("FN_RUNNER_API_CA"),
             client_cert,
+            max_message: config::hybrid_message_limit_from(src)?,
             ..d
         })
     }
@@ -134,6 +145,7 @@ impl HybridSettings {
     fn report_settings(&self) -> ReportSettings {
         ReportSettings {
             capacity: self.report_buffer,
+            max_bytes: self.report_buffer_bytes,
             retry_initial: self.report_retry_initial,
             retry_max: self.report_retry_max,
         }
@@ -191,7 +203,10 @@ pub fn connect_with_flusher(
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_default();
     let client: Arc<dyn DataAccess> = match scheme.as_str() {
         "http" => Arc::new(HttpClient::new(url, token, settings.request_timeout)?),
-        "grpc" | "grpcs" => Arc::new(GrpcClient::new(url, token, settings.request_timeout, settings.client_tls()?)?),
+        "grpc" | "grpcs" => Arc::new(
+            GrpcClient::new(url, token, settings.request_timeout, settings.client_tls()?)?
+                .with_max_message(settings.max_message),
+        ),
         "" => return Err(ConnectError::InvalidUrl { url: url.into(), reason: "no scheme".into() }),
         other => return Err(ConnectError::UnsupportedScheme(other.into())),
     };
@@ -274,7 +289,12 @@ mod tests {
         .unwrap();
         assert_eq!(s.cache_ttl, Duration::from_millis(250));
         assert_eq!(s.report_buffer, 7);
-        assert!(HybridSettings::from_source(&vars(&[("FN_RUNNER_CACHE_TTL_MSECS", "-1")])).is_err());
+        let never = HybridSettings::from_source(&vars(&[("FN_RUNNER_CACHE_TTL_MSECS", "-1")])).unwrap();
+        assert_eq!(never.cache_ttl, config::NEVER, "-1: lookups never expire");
+        let huge = HybridSettings::from_source(&vars(&[("FN_RUNNER_CACHE_TTL_MSECS", &i64::MAX.to_string())])).unwrap();
+        assert_eq!(huge.cache_ttl, config::NEVER);
+        let _ = std::time::Instant::now() + huge.cache_ttl;
+        assert!(HybridSettings::from_source(&vars(&[("FN_RUNNER_CACHE_TTL_MSECS", "soon")])).is_err());
         assert!(HybridSettings::from_source(&vars(&[("FN_RUNNER_REPORT_BUFFER", "0")])).is_err());
     }
 

@@ -54,7 +54,10 @@ pub(crate) async fn dispatch(
     let mut req = http::Request::builder()
         .method(call.method.as_str())
         .uri(call.url.as_str());
-    *req.headers_mut().expect("builder") = headers;
+    // An unparsable URL leaves the builder in error (reported below), with no headers to set.
+    if let Some(h) = req.headers_mut() {
+        *h = headers;
+    }
     let req = req.body(Full::new(call.body.clone()));
     let req = match req {
         Ok(r) => r,

@@ -90,7 +90,7 @@ pub(crate) async fn connect(
     timeout: Duration,
     exited: impl std::future::Future<Output = ()>,
 ) -> Result<SendRequest<Full<Bytes>>, AgentError> {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + shared::config::bounded(timeout);
     tokio::pin!(exited);
     let path = loop {
         if let Some(p) = check_socket(dir)? {

@@ -139,13 +139,13 @@ impl LogStore for SqlStore {
             return Err(Error::MissingAppId.into());
         }
         let sql = self.sql(&self.dialect.upsert("logs", &["id", "app_id", "log"], "id", &[])).into_owned();
-        sqlx::query(&sql).bind(call_id).bind(app_id).bind(log).execute(&self.pool).await?;
+        sqlx::query(&sql).bind(call_id).bind(app_id).bind(log.as_bytes()).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn get_log(&self, call_id: &str) -> StoreResult<CallLog> {
         let sql = self.sql("SELECT id, log FROM logs WHERE id = ?");
         let row = sqlx::query(&sql).bind(call_id).fetch_optional(&self.pool).await?.ok_or(Error::CallLogNotFound)?;
-        Ok(CallLog { call_id: rows::text(&row, "id")?, log: rows::text(&row, "log")? })
+        Ok(CallLog { call_id: rows::text(&row, "id")?, log: rows::lossy_text(&row, "log")? })
     }
 }

@@ -50,6 +50,16 @@ pub fn opt_text(row: &AnyRow, col: &str) -> StoreResult<Option<String>> {
     }
 }
 
+/// A column of bytes that hold text (a call's log): bytes that are not UTF-8 become U+FFFD rather
+/// than failing the read, since a log keeps whatever a function wrote. Rows written as text before
+/// the column held bytes are read as text.
+pub fn lossy_text(row: &AnyRow, col: &str) -> StoreResult<String> {
+    match row.try_get::<Vec<u8>, _>(col) {
+        Ok(b) => Ok(String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())),
+        Err(_) => text(row, col),
+    }
+}
+
 fn time(row: &AnyRow, col: &str) -> StoreResult<DateTime> {
     let s = text(row, col)?;
     DateTime::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("{col} {s:?} is not a timestamp")))
