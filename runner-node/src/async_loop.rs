@@ -47,7 +47,11 @@ pub async fn run(agent: Arc<Agent>, data: Arc<dyn DataAccess>, mut stop: watch::
     let limit = ((agent.resources().total_memory() / 10 * 8) / TYPICAL_CALL_BYTES).max(1) as usize;
     while !*stop.borrow() {
         let (used_memory, _) = agent.resources().used();
-        if running.load(Ordering::SeqCst) >= limit || used_memory + TYPICAL_CALL_BYTES > agent.resources().total_memory() {
+        // A runner whose report buffer is full takes no call it could not report.
+        let full = running.load(Ordering::SeqCst) >= limit
+            || used_memory + TYPICAL_CALL_BYTES > agent.resources().total_memory()
+            || !data.accepts_calls();
+        if full {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 _ = stop.changed() => {}

@@ -192,26 +192,7 @@ impl AgentConfig {
 
 /// Registry credentials (Docker's `config.json` form, `{"auths":{"host":{"auth":"base64"}}}`). They
 /// are secrets: `Debug` shows no part of them, and nothing logs them.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RegistryAuth(String);
-
-impl RegistryAuth {
-    /// Wraps the credentials JSON.
-    pub fn new(json: impl Into<String>) -> Self {
-        RegistryAuth(json.into())
-    }
-
-    /// The credentials JSON, for the one place that sends them to Docker.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for RegistryAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RegistryAuth(<redacted>)")
-    }
-}
+pub type RegistryAuth = shared::secret::Secret<String>;
 
 fn default_instance_id() -> String {
     std::fs::read_to_string("/etc/hostname")
@@ -262,7 +243,7 @@ mod tests {
         let secret = r#"{"auths":{"registry.example.com":{"auth":"dXNlcjpodW50ZXIy"}}}"#;
         let c = cfg(&[("FN_DOCKER_AUTH", secret)]).unwrap();
         assert_eq!(
-            c.docker_auth.as_ref().map(RegistryAuth::expose),
+            c.docker_auth.as_ref().map(|a| a.expose().as_str()),
             Some(secret)
         );
         let shown = format!("{c:?}");
@@ -270,7 +251,7 @@ mod tests {
             !shown.contains("dXNlcjpodW50ZXIy") && !shown.contains("registry.example.com"),
             "{shown}"
         );
-        assert!(shown.contains("<redacted>"), "{shown}");
+        assert!(shown.contains(shared::secret::REDACTED), "{shown}");
     }
 
     /// Every `*_MSECS` setting the agent reads, at -1 ("never") and at `i64::MAX`.

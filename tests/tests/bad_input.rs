@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use api_node::testing::Backend;
-use e2e::hybrid::{build_images, unique, ApiNode, Client, Runner, Transport};
+use e2e::hybrid::{build_images, unique, ApiNode, Client, Runner, Transport, TOKEN};
 use reqwest::Method;
 use serde_json::json;
 
@@ -58,12 +58,12 @@ async fn logs_that_are_not_text(backend: Backend) {
     drop(full);
 
     // Hybrid: the log travels from a runner to the API node over HTTP and over gRPC.
-    let api = ApiNode::start(backend, false, None).await.unwrap();
+    let api = ApiNode::start(backend, false, Some(TOKEN)).await.unwrap();
     let a = api.url().to_string();
     let app_id = c.create_app(&a, &unique("badlog")).await.unwrap();
     let f = c.create_fn(&a, &app_id, "badlog", "fn-test/badlog:latest", json!({})).await.unwrap();
     for transport in [Transport::Http, Transport::Grpc] {
-        let runner = Runner::start(&api, transport, None, 1000).await.unwrap();
+        let runner = Runner::start(&api, transport, Some(TOKEN), 1000).await.unwrap();
         for extra in [0, 300_000] {
             check_bad_log(&c, &a, runner.url(), &f, extra, &format!("{transport:?} runner, {extra} more bytes")).await;
         }
@@ -84,13 +84,13 @@ async fn logs_that_are_not_text_mysql() {
 async fn full_report_buffer_refuses_new_calls_at_once() {
     build_images(&["badlog"]).await.unwrap();
     let c = Client::new();
-    let mut api = ApiNode::start(Backend::Sqlite, false, None).await.unwrap();
+    let mut api = ApiNode::start(Backend::Sqlite, false, Some(TOKEN)).await.unwrap();
     let a = api.url().to_string();
     let app_id = c.create_app(&a, &unique("full")).await.unwrap();
     let f = c.create_fn(&a, &app_id, "badlog", "fn-test/badlog:latest", json!({})).await.unwrap();
     // Room for the reports of one call (start and finish), lookups cached for the whole test.
     let runner =
-        Runner::start_with(&api, Transport::Http, None, 600_000, &[("FN_RUNNER_REPORT_BUFFER", "2")]).await.unwrap();
+        Runner::start_with(&api, Transport::Http, Some(TOKEN), 600_000, &[("FN_RUNNER_REPORT_BUFFER", "2")]).await.unwrap();
     let warm = c.invoke(runner.url(), &f, "0").await.unwrap();
     assert_eq!(warm.status, 200, "{warm:?}");
     let mut ids = vec![warm.call_id.unwrap()];
@@ -137,7 +137,7 @@ async fn refused_report_is_dropped_and_later_ones_delivered() {
     let api = ApiNode::start_with(
         Backend::Sqlite,
         false,
-        None,
+        Some(TOKEN),
         &[("FN_MAX_LOG_SIZE_BYTES", "1000"), ("FN_MAX_REQUEST_SIZE", "1000")],
     )
     .await
@@ -146,7 +146,7 @@ async fn refused_report_is_dropped_and_later_ones_delivered() {
     let app_id = c.create_app(&a, &unique("refused")).await.unwrap();
     let f = c.create_fn(&a, &app_id, "badlog", "fn-test/badlog:latest", json!({})).await.unwrap();
     let runner =
-        Runner::start_with(&api, Transport::Http, None, 1000, &[("FN_MAX_LOG_SIZE_BYTES", "8388608")]).await.unwrap();
+        Runner::start_with(&api, Transport::Http, Some(TOKEN), 1000, &[("FN_MAX_LOG_SIZE_BYTES", "8388608")]).await.unwrap();
     let big = c.invoke(runner.url(), &f, "3000000").await.unwrap();
     assert_eq!(big.status, 200, "{big:?}");
     let big_id = big.call_id.unwrap();
