@@ -151,7 +151,14 @@ impl Finishing {
             let done = self.done.notified();
             tokio::pin!(done);
             done.as_mut().enable();
-            if self.state.lock().expect("finishing lock").1.first().is_none_or(|n| *n > upto) {
+            let oldest = self
+                .state
+                .lock()
+                .expect("finishing lock")
+                .1
+                .first()
+                .copied();
+            if oldest.is_none_or(|n| n > upto) {
                 return;
             }
             done.await;
@@ -642,7 +649,10 @@ impl Inner {
         if c.logs_framed() {
             let (gen, claimed) = queue.release(busy.take());
             self.watch_idle(key, queue, c.clone(), gen, claimed);
-            let tail = async move { c.finish_log(seq, answered, FRAMED_QUIET, FRAMED_SETTLE_MAX).await };
+            let tail = async move {
+                c.finish_log(seq, answered, FRAMED_QUIET, FRAMED_SETTLE_MAX)
+                    .await
+            };
             return Ok((result, Box::pin(tail)));
         }
         queue.settling(true);

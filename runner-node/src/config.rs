@@ -217,9 +217,16 @@ mod tests {
         assert_eq!(c.max_pids, 50);
         assert_eq!(c.max_log_size, 1 << 20);
         assert_eq!(c.hot_start_timeout, Duration::from_secs(5));
-        assert_eq!((c.max_request_size, c.max_response_size), (6 << 20, 6 << 20));
+        assert_eq!(
+            (c.max_request_size, c.max_response_size),
+            (6 << 20, 6 << 20)
+        );
         let c = cfg(&[("FN_MAX_REQUEST_SIZE", "0"), ("FN_MAX_RESPONSE_SIZE", "10")]).unwrap();
-        assert_eq!((c.max_request_size, c.max_response_size), (0, 10), "0 is unlimited");
+        assert_eq!(
+            (c.max_request_size, c.max_response_size),
+            (0, 10),
+            "0 is unlimited"
+        );
     }
 
     #[test]

@@ -222,7 +222,13 @@ impl HotContainer {
     }
 
     /// Waits for the end of a call's log (see [`CallLogs::finish`]) and returns it.
-    pub async fn finish_log(&self, seq: u64, answered: Instant, quiet: Duration, max: Duration) -> Bytes {
+    pub async fn finish_log(
+        &self,
+        seq: u64,
+        answered: Instant,
+        quiet: Duration,
+        max: Duration,
+    ) -> Bytes {
         self.logs.finish(seq, answered, quiet, max).await
     }
 

@@ -377,8 +377,15 @@ mod tests {
             .acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO))
             .await
             .unwrap();
-        assert!(Arc::ptr_eq(&got, &held), "the settled container serves the next call");
-        assert_eq!(launched.load(Ordering::SeqCst), 1, "no launch while one settles");
+        assert!(
+            Arc::ptr_eq(&got, &held),
+            "the settled container serves the next call"
+        );
+        assert_eq!(
+            launched.load(Ordering::SeqCst),
+            1,
+            "no launch while one settles"
+        );
     }
 
     #[tokio::test]

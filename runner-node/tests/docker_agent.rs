@@ -796,11 +796,27 @@ fn check_own_logs(h: &Harness, calls: &[(String, String)], what: &str) -> Option
             bad.push(format!("{tag}: {log:?}"));
         }
     }
-    (!bad.is_empty()).then(|| format!("{what}: {} of {} logs wrong, e.g. {:?}", bad.len(), calls.len(), &bad[..bad.len().min(3)]))
+    (!bad.is_empty()).then(|| {
+        format!(
+            "{what}: {} of {} logs wrong, e.g. {:?}",
+            bad.len(),
+            calls.len(),
+            &bad[..bad.len().min(3)]
+        )
+    })
 }
 
+/// Extra fn config of a test case.
+type Config = &'static [(&'static str, &'static str)];
+
 /// Runs `n` back-to-back calls of `logtag` (each body its own tag) and returns (call id, tag) pairs.
-async fn tagged_calls(h: &Harness, format: Format, config: &[(&str, &str)], prefix: &str, n: usize) -> Vec<(String, String)> {
+async fn tagged_calls(
+    h: &Harness,
+    format: Format,
+    config: &[(&str, &str)],
+    prefix: &str,
+    n: usize,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for i in 0..n {
         let tag = format!("{prefix}-{i:03}");
@@ -808,7 +824,11 @@ async fn tagged_calls(h: &Harness, format: Format, config: &[(&str, &str)], pref
         for (k, v) in config {
             c.config.insert(k.to_string(), v.to_string());
         }
-        let r = h.agent.submit(c.clone()).await.unwrap_or_else(|e| panic!("{tag}: {e}"));
+        let r = h
+            .agent
+            .submit(c.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{tag}: {e}"));
         assert_eq!(r.body, tag);
         out.push((c.id, tag));
     }
@@ -820,8 +840,8 @@ async fn back_to_back_calls_each_get_their_own_stderr_in_every_format() {
     let h = harness("logtag").await;
     // Each hot format with an FDK that frames its output (the agent asks it to) and with one that
     // does not; cold containers.
-    let unframed: &[(&str, &str)] = &[("FDK_NO_LOGFRAME", "1")];
-    let cases: [(Format, &[(&str, &str)], &str, usize); 7] = [
+    let unframed: Config = &[("FDK_NO_LOGFRAME", "1")];
+    let cases: [(Format, Config, &str, usize); 7] = [
         (Format::HttpStream, &[], "framed", 100),
         (Format::HttpStream, unframed, "unframed", 100),
         (Format::Http, &[], "http", 100),
@@ -846,7 +866,11 @@ async fn concurrent_calls_on_several_containers_each_get_their_own_stderr() {
     let mut wrong = Vec::new();
     for (format, config, prefix) in [
         (Format::HttpStream, &[][..], "pframed"),
-        (Format::HttpStream, &[("FDK_NO_LOGFRAME", "1")][..], "punframed"),
+        (
+            Format::HttpStream,
+            &[("FDK_NO_LOGFRAME", "1")][..],
+            "punframed",
+        ),
         (Format::Json, &[][..], "pjson"),
         (Format::Json, &[("FDK_NO_LOGFRAME", "1")][..], "pujson"),
         (Format::Http, &[][..], "phttp"),
@@ -854,14 +878,20 @@ async fn concurrent_calls_on_several_containers_each_get_their_own_stderr() {
         let tasks: Vec<_> = (0..4)
             .map(|w| {
                 let agent = h.agent.clone();
-                let config: Vec<(String, String)> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                let config: Vec<(String, String)> = config
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
                 tokio::spawn(async move {
                     let mut out = Vec::new();
                     for i in 0..25 {
                         let tag = format!("{prefix}{w}-{i:03}");
                         let mut c = call("logtag", format, &tag);
                         c.config.extend(config.iter().cloned());
-                        let r = agent.submit(c.clone()).await.unwrap_or_else(|e| panic!("{tag}: {e}"));
+                        let r = agent
+                            .submit(c.clone())
+                            .await
+                            .unwrap_or_else(|e| panic!("{tag}: {e}"));
                         assert_eq!(r.body, tag);
                         out.push((c.id, tag));
                     }

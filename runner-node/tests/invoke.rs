@@ -505,7 +505,8 @@ async fn default_limits_of_6_mib_hold_in_every_format() {
         );
         // Without Content-Length (chunked), the limit holds while reading.
         let chunks = futures_util::stream::iter(
-            (0..=limit / 65536).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'y'; 65536]))),
+            (0..=limit / 65536)
+                .map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'y'; 65536]))),
         );
         let r = Answer::from(
             node.req(reqwest::Method::POST, &path)
@@ -517,18 +518,30 @@ async fn default_limits_of_6_mib_hold_in_every_format() {
         .await;
         assert_eq!(r.status, 413, "{format:?}");
         let r = node.post(&path, vec![b'x'; limit]).await;
-        assert_eq!((r.status, r.body.len()), (200, limit), "{format:?}: exactly the limit is fine");
+        assert_eq!(
+            (r.status, r.body.len()),
+            (200, limit),
+            "{format:?}: exactly the limit is fine"
+        );
         if format != Format::Default {
-            assert_eq!(r.header("x-count"), "1", "{format:?}: the function never saw the refused bodies");
+            assert_eq!(
+                r.header("x-count"),
+                "1",
+                "{format:?}: the function never saw the refused bodies"
+            );
         }
 
-        let r = node.post(&format!("/invoke/{}", huge.id), (limit + 1).to_string()).await;
+        let r = node
+            .post(&format!("/invoke/{}", huge.id), (limit + 1).to_string())
+            .await;
         assert_eq!(
             (r.status, r.json()),
             (502, json!({"message": "function response too large"})),
             "{format:?}"
         );
-        let r = node.post(&format!("/invoke/{}", huge.id), limit.to_string()).await;
+        let r = node
+            .post(&format!("/invoke/{}", huge.id), limit.to_string())
+            .await;
         assert_eq!((r.status, r.body.len()), (200, limit), "{format:?}");
     }
     node.finish().await;

@@ -261,13 +261,18 @@ mod tests {
         let out = dispatch(&mut c, &call, Utc::now(), limits(999)).await;
         assert!(matches!(out.result, Err(AgentError::ResponseTooLarge)));
         let mut c = conn(vec![Bytes::from(raw)]);
-        assert!(dispatch(&mut c, &call, Utc::now(), limits(1000)).await.result.is_ok());
+        assert!(dispatch(&mut c, &call, Utc::now(), limits(1000))
+            .await
+            .result
+            .is_ok());
         // Output far beyond the limit is refused before it is all buffered.
-        let flood: Vec<Bytes> = (0..100).map(|_| Bytes::from(vec![b' '; 64 * 1024])).collect();
+        let flood: Vec<Bytes> = (0..100)
+            .map(|_| Bytes::from(vec![b' '; 64 * 1024]))
+            .collect();
         let mut c = conn(flood);
         let out = dispatch(&mut c, &call, Utc::now(), limits(1000)).await;
         assert!(matches!(out.result, Err(AgentError::ResponseTooLarge)));
-        assert!(c.stdout.len() > 0, "stopped reading at the limit");
+        assert!(!c.stdout.is_empty(), "stopped reading at the limit");
         let mut c = conn(vec![Bytes::from_static(b"not json")]);
         let out = dispatch(&mut c, &call, Utc::now(), limits(0)).await;
         assert!(matches!(out.result, Err(AgentError::InvalidJsonResponse(_))) && out.retire);
