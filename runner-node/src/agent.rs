@@ -50,8 +50,9 @@ const MAX_SOCKET_PATH: usize = 107;
 /// does not frame pay it. It covers the engine's relay delay between the function's write and our
 /// read (about 1 ms when idle, up to 25 ms measured on an overloaded node)...
 const LOG_QUIET: std::time::Duration = std::time::Duration::from_millis(50);
-/// ...up to this long at most (also how long the first call of a container waits for its frame).
-const LOG_SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(200);
+/// ...up to this long at most (also how long the first call of a container waits for its frame,
+/// and a retired container's output for its end).
+const LOG_SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(500);
 /// A framed container serves its next call at once, and the next frame completes the log; when no
 /// call follows, the log is complete once quiet this long (nobody waits for it but the record)...
 const FRAMED_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
@@ -636,10 +637,16 @@ impl Inner {
                     }
                 }
             }
-            // Retired once the tail of its output is in (the output ends when it is killed).
+            // Killed at once; its output ends once everything it wrote has arrived.
             let inner = self.clone();
             let tail = async move {
-                let log = c.finish_log(seq, answered, LOG_QUIET, LOG_SETTLE_MAX).await;
+                if let Err(e) = inner.driver.remove(&c.id).await {
+                    tracing::warn!(container = %c.id, error = %e, "failed to remove container");
+                }
+                let killed = Instant::now();
+                let log = c
+                    .finish_log(seq, killed, LOG_SETTLE_MAX, LOG_SETTLE_MAX)
+                    .await;
                 drop((c, busy, queue));
                 inner.prune_queue(&key);
                 log

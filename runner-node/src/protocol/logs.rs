@@ -93,6 +93,9 @@ struct StreamState {
     passthrough: bool,
     /// An empty line held back: the first half of a frame (`\n<name>=...`), or the function's own.
     blank: bool,
+    /// The last line was a frame: an empty line right after it is the frame's too (Python's FDK
+    /// prints the frame with a newline of its own).
+    after_frame: bool,
 }
 
 impl CallLogs {
@@ -172,6 +175,7 @@ impl CallLogs {
                 self.emit_blank(&mut st, stream);
                 self.emit(&mut st, stream, &line);
                 st.streams[s].passthrough = true;
+                st.streams[s].after_frame = false;
             }
         }
         drop(st);
@@ -184,15 +188,20 @@ impl CallLogs {
         let text = line.strip_suffix(b"\n").unwrap_or(line);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         if text.is_empty() {
+            if std::mem::take(&mut st.streams[s].after_frame) {
+                return;
+            }
             self.emit_blank(st, stream);
             st.streams[s].blank = true;
             return;
         }
+        st.streams[s].after_frame = false;
         if let Some(seq) = frame_of(st, s, prefix, text) {
             let ss = &mut st.streams[s];
             ss.blank = false;
             ss.framed = true;
             ss.target = Some(seq);
+            ss.after_frame = true;
             return;
         }
         self.emit_blank(st, stream);
@@ -341,7 +350,7 @@ mod tests {
     async fn frames_route_late_lines_to_their_call_and_are_dropped() {
         let logs = CallLogs::new("c", true, true, 1 << 20);
         let a = logs.open("A");
-        logs.write(Stream::Stderr, b"\nfn_call_id=A\nA one\n");
+        logs.write(Stream::Stderr, b"\nfn_call_id=A\n\nA one\n");
         logs.write(Stream::Stdout, b"\nfn_call_id=A\nA out\n");
         assert!(logs.framed());
         // B starts before A's last line arrived: A's line precedes B's frame on the stream.
