@@ -57,8 +57,13 @@ pub const VARIABLES: &[Variable] = &[
     Variable { name: "FN_LOG_FORMAT", default: "text", help: "log format: text or json" },
     Variable {
         name: "FN_MAX_REQUEST_SIZE",
-        default: "0",
-        help: "largest accepted request body in bytes, 413 above it; 0: no limit but the API's own 16 MiB",
+        default: "6291456",
+        help: "largest accepted request body in bytes (invoke paths and API), 413 above it; 0: no limit but the API's own 16 MiB",
+    },
+    Variable {
+        name: "FN_MAX_RESPONSE_SIZE",
+        default: "6291456",
+        help: "largest function response body in bytes (full mode), 502 above it; 0: no limit",
     },
     Variable {
         name: "FN_PUBLIC_LB_URL",
@@ -228,7 +233,7 @@ pub struct Settings {
     pub log_level: String,
     /// `FN_LOG_FORMAT`.
     pub log_format: LogFormat,
-    /// `FN_MAX_REQUEST_SIZE`; `None` is unlimited (Fn's 0).
+    /// `FN_MAX_REQUEST_SIZE` (6 MiB, the agent's default too); `None` is unlimited (Fn's 0).
     pub max_request_size: Option<u64>,
     /// `FN_PUBLIC_LB_URL` without a trailing slash, or `http://localhost:<port>`.
     pub public_url: String,
@@ -291,7 +296,7 @@ impl Settings {
                 .into())
             }
         };
-        let max: u64 = parse_or(src, "FN_MAX_REQUEST_SIZE", 0)?;
+        let max: u64 = parse_or(src, "FN_MAX_REQUEST_SIZE", runner_node::config::DEFAULT_MAX_BODY_SIZE)?;
         let public = string_or(src, "FN_PUBLIC_LB_URL", "");
         let public_url = if public.trim().is_empty() {
             format!("http://localhost:{port}")
@@ -424,7 +429,12 @@ mod tests {
         assert_eq!(s.port, 8080);
         assert_eq!(s.node_type, NodeType::Full);
         assert_eq!(s.db_ping_retries, 10);
-        assert_eq!(s.max_request_size, None);
+        let limit = runner_node::config::DEFAULT_MAX_BODY_SIZE;
+        assert_eq!(s.max_request_size, Some(limit), "the agent's default: one limit in full mode");
+        for name in ["FN_MAX_REQUEST_SIZE", "FN_MAX_RESPONSE_SIZE"] {
+            let v = VARIABLES.iter().find(|v| v.name == name).unwrap();
+            assert_eq!(v.default, limit.to_string(), "{name} in --help");
+        }
         assert_eq!(s.public_url, "http://localhost:8080");
         assert_eq!(s.log_format, LogFormat::Text);
     }

@@ -1,5 +1,6 @@
 //! Hot-path overhead: the same echo call sent straight to a hot http-stream container's unix
-//! socket, and through the agent (slot lookup, container hand-off, recording). Also times cold
+//! socket, and through the agent (slot lookup, container hand-off, recording). Also times an FDK
+//! that does not frame its output (back-to-back calls wait for the output to settle), cold
 //! `default` calls and the first call of a new function (container start).
 //!
 //! ```text
@@ -141,6 +142,26 @@ async fn main() {
         lat.extend(t.await.unwrap());
     }
     summary("http-stream via agent x8", lat, start.elapsed());
+
+    // An FDK that does not frame its output: each call's container waits for its output to settle
+    // before the next call (the cost of keeping logs apart without frames).
+    let unframed = || {
+        let mut c = echo_call(Format::HttpStream);
+        c.config.insert("FDK_NO_LOGFRAME".into(), "1".into());
+        c
+    };
+    for _ in 0..5 {
+        agent.submit(unframed()).await.unwrap();
+    }
+    let m = (n / 10).max(20);
+    let mut lat = Vec::with_capacity(m);
+    let start = Instant::now();
+    for _ in 0..m {
+        let t = Instant::now();
+        agent.submit(unframed()).await.unwrap();
+        lat.push(t.elapsed());
+    }
+    summary("http-stream unframed", lat, start.elapsed());
 
     // Other hot formats and cold calls.
     for format in [Format::Http, Format::Json] {

@@ -54,10 +54,23 @@ pub const CONTAINER_USER: (u32, u32) = (1000, 1000);
 
 /// Longest unix socket path the kernel takes (`sun_path` holds 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
-/// After a failed hot call, stderr counts as done once quiet this long...
-const LOG_QUIET: std::time::Duration = std::time::Duration::from_millis(10);
-/// ...or after this long at most.
-const LOG_SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(200);
+/// A call's output that is not framed counts as complete once quiet this long after the answer;
+/// the container waits for it before its next call, so back-to-back calls of a function whose FDK
+/// does not frame pay it. It covers the engine's relay delay between the function's write and our
+/// read (about 1 ms when idle, up to 25 ms measured on an overloaded node)...
+const LOG_QUIET: std::time::Duration = std::time::Duration::from_millis(50);
+/// ...up to this long at most (also how long the first call of a container waits for its frame,
+/// and a retired container's output for its end).
+const LOG_SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(500);
+/// A framed container serves its next call at once, and the next frame completes the log; when no
+/// call follows, the log is complete once quiet this long (nobody waits for it but the record)...
+const FRAMED_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
+/// ...up to this long at most.
+const FRAMED_SETTLE_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The rest of a call once it has answered: the tail of its log, completed off the response path
+/// (and, for a container that waits for it, the container's release).
+type LogTail = std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send>>;
 
 /// Runs function calls in containers. Cheap to clone; all clones share one agent.
 #[derive(Clone)]
@@ -77,12 +90,14 @@ struct Inner {
     next_network: AtomicUsize,
     /// Background container removals, awaited at shutdown.
     tasks: TaskTracker,
+    /// Calls answered whose log (and so record) is still being completed.
+    finishing: Arc<Finishing>,
 }
 
-/// Counts a call in flight; shutdown waits for the count to reach zero.
-struct InflightGuard<'a>(&'a Inner);
+/// Counts a call in flight, until its record is queued; shutdown waits for the count to reach zero.
+struct InflightGuard(Arc<Inner>);
 
-impl Drop for InflightGuard<'_> {
+impl Drop for InflightGuard {
     fn drop(&mut self) {
         if self.0.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.drained.notify_waiters();
@@ -114,10 +129,59 @@ impl Drop for ColdContainer {
     }
 }
 
+/// Background tasks that complete answered calls' logs and queue their records, numbered so that
+/// a flush waits for those started before it only.
+#[derive(Default)]
+struct Finishing {
+    state: Mutex<(u64, std::collections::BTreeSet<u64>)>,
+    done: Notify,
+}
+
+impl Finishing {
+    fn spawn(self: &Arc<Self>, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let n = {
+            let mut st = self.state.lock().expect("finishing lock");
+            st.0 += 1;
+            let n = st.0;
+            st.1.insert(n);
+            n
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            work.await;
+            this.state.lock().expect("finishing lock").1.remove(&n);
+            this.done.notify_waiters();
+        });
+    }
+
+    /// Waits until every task spawned before this call has ended.
+    async fn wait(&self) {
+        let upto = self.state.lock().expect("finishing lock").0;
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            let oldest = self
+                .state
+                .lock()
+                .expect("finishing lock")
+                .1
+                .first()
+                .copied();
+            if oldest.is_none_or(|n| n > upto) {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
 /// A hot container taken for a call; if the call is abandoned, the container is retired.
 struct Busy {
     queue: Arc<SlotQueue<HotContainer>>,
     container: Option<Arc<HotContainer>>,
+    /// Counted as settling in the queue (answered, waiting for its log).
+    settling: bool,
 }
 
 impl Busy {
@@ -131,6 +195,9 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
+        if std::mem::take(&mut self.settling) {
+            self.queue.settling(false);
+        }
         if self.container.take().is_some() {
             self.queue.retire_busy();
         }
@@ -197,6 +264,7 @@ impl Agent {
                 drained: Notify::new(),
                 next_network: AtomicUsize::new(0),
                 tasks: TaskTracker::new(),
+                finishing: Arc::default(),
             }),
         };
         let reaped = agent.reap().await?;
@@ -245,11 +313,12 @@ impl Agent {
     }
 
     /// Runs one call and returns the function's response. Errors carry Fn's status/message.
-    /// The call is recorded (start and finish, with its log) off the response path.
+    /// The call is recorded (start and finish, with its log) off the response path: the tail of a
+    /// hot container's output is collected after the answer (see [`crate::protocol::logs`]).
     pub async fn submit(&self, call: CallSpec) -> Result<CallResponse, AgentError> {
         let inner = &self.inner;
         inner.inflight.fetch_add(1, Ordering::SeqCst);
-        let _guard = InflightGuard(inner);
+        let guard = InflightGuard(inner.clone());
         if inner.shutting_down.load(Ordering::SeqCst) {
             return Err(AgentError::ShuttingDown);
         }
@@ -259,10 +328,7 @@ impl Agent {
             ..Call::new(&call.id, &call.app_id, CallStatus::Running)
         };
         let mut log = LogBuffer::new(inner.cfg.max_log_size);
-        let result = inner.run(&call, &mut record, &mut log).await;
-        if let (true, Ok(response)) = (call.queued, &result) {
-            log.write(&response.body);
-        }
+        let (result, tail) = inner.run(&call, &mut record, &mut log).await;
         record.completed_at = Some(DateTime::now());
         let status = run_status(call.queued, &result);
         record.error = match &result {
@@ -278,13 +344,36 @@ impl Agent {
                 tracing::debug!(call_id = %call.id, error = %e, "call failed");
             }
         }
-        inner.records.finished(record, log.into_bytes()).await;
+        let body = match (call.queued, &result) {
+            (true, Ok(response)) => Some(response.body.clone()),
+            _ => None,
+        };
+        let finish = {
+            let inner = inner.clone();
+            async move {
+                if let Some(tail) = tail {
+                    log.write(&tail.await);
+                }
+                if let Some(body) = body {
+                    log.write(&body);
+                }
+                inner.records.finished(record, log.into_bytes()).await;
+                drop(guard);
+            }
+        };
+        if call.queued {
+            // Nobody waits for a queued call's answer; its record must be complete when it returns.
+            finish.await;
+        } else {
+            inner.finishing.spawn(finish);
+        }
         result
     }
 
     /// Waits until the records of every call submitted so far are written: an async call is
     /// acknowledged to the queue only after its result is recorded.
     pub async fn flush_records(&self) {
+        self.inner.finishing.wait().await;
         self.inner.records.flush().await
     }
 
@@ -393,24 +482,27 @@ impl Inner {
         call: &CallSpec,
         record: &mut Call,
         log: &mut LogBuffer,
-    ) -> Result<CallResponse, AgentError> {
+    ) -> (Result<CallResponse, AgentError>, Option<LogTail>) {
         if self.cfg.max_request_size > 0 && call.body.len() as u64 > self.cfg.max_request_size {
-            return Err(AgentError::RequestTooLarge);
+            return (Err(AgentError::RequestTooLarge), None);
         }
         if call.format == Format::CloudEvent {
-            return Err(AgentError::UnsupportedFormat(call.format));
+            return (Err(AgentError::UnsupportedFormat(call.format)), None);
         }
         if !self
             .tracker
             .is_possible(call.memory_bytes(), call.cpus_mcpu)
         {
-            return Err(AgentError::CannotAllocate);
+            return (Err(AgentError::CannotAllocate), None);
         }
         let wait_deadline = Instant::now() + bounded(call.timeout);
         if call.format.is_hot() {
-            self.run_hot(call, wait_deadline, record, log).await
+            match self.run_hot(call, wait_deadline, record).await {
+                Ok((result, tail)) => (result, Some(tail)),
+                Err(e) => (Err(e), None),
+            }
         } else {
-            self.run_cold(call, wait_deadline, record, log).await
+            (self.run_cold(call, wait_deadline, record, log).await, None)
         }
     }
 
@@ -531,14 +623,15 @@ impl Inner {
     }
 
     /// Hot formats: take (or launch) a container from the slot queue and dispatch over its
-    /// connection.
+    /// connection. Answers the call's result and the tail of its log: a container whose output is
+    /// framed goes back to the stack at once; any other waits for its output to settle first, so no
+    /// line of this call can reach the next call's log.
     async fn run_hot(
         self: &Arc<Self>,
         call: &CallSpec,
         wait_deadline: Instant,
         record: &mut Call,
-        log: &mut LogBuffer,
-    ) -> Result<CallResponse, AgentError> {
+    ) -> Result<(Result<CallResponse, AgentError>, LogTail), AgentError> {
         let key = call.slot_key();
         let queue = self.queue(&key);
         // Launches only need the function's settings, not this request.
@@ -558,10 +651,11 @@ impl Inner {
         let mut busy = Busy {
             queue: queue.clone(),
             container: Some(container),
+            settling: false,
         };
         busy.get().ensure_running(&self.driver).await?;
         self.started(record).await;
-        busy.get().begin_log(self.cfg.max_log_size);
+        let seq = busy.get().open_log(&call.id);
         let fn_deadline = Utc::now() + bounded(call.timeout);
         let outcome = {
             let c = busy.get();
@@ -574,7 +668,9 @@ impl Inner {
                 }
             }
         };
+        let answered = Instant::now();
         let mut result = outcome.result;
+        let c = busy.get().clone();
         if outcome.retire {
             // A broken connection is often a dying container: report its exit like Fn does.
             if matches!(
@@ -583,28 +679,49 @@ impl Inner {
                     | Err(AgentError::InvalidHttpResponse(_))
                     | Err(AgentError::InvalidJsonResponse(_))
             ) {
-                if let Some(st) = busy.get().exit_within(EXIT_GRACE).await {
+                if let Some(st) = c.exit_within(EXIT_GRACE).await {
                     if let Some(e) = AgentError::from_exit(st.code, st.oom_killed) {
                         result = Err(e);
                     }
                 }
             }
-            busy.get().settle_log(LOG_QUIET, LOG_SETTLE_MAX).await;
-            log.write(&busy.get().end_log());
-            drop(busy); // retires the container
-            drop(queue);
-            self.prune_queue(&key);
-        } else {
-            if result.is_err() {
-                // The failure's last stderr lines may still be on their way; they belong to this call.
-                busy.get().settle_log(LOG_QUIET, LOG_SETTLE_MAX).await;
-            }
-            log.write(&busy.get().end_log());
-            let c = busy.take();
-            let (gen, claimed) = queue.release(c.clone());
-            self.watch_idle(key, queue, c, gen, claimed);
+            // Killed at once; its output ends once everything it wrote has arrived.
+            let inner = self.clone();
+            let tail = async move {
+                if let Err(e) = inner.driver.remove(&c.id).await {
+                    tracing::warn!(container = %c.id, error = %e, "failed to remove container");
+                }
+                let killed = Instant::now();
+                let log = c
+                    .finish_log(seq, killed, LOG_SETTLE_MAX, LOG_SETTLE_MAX)
+                    .await;
+                drop((c, busy, queue));
+                inner.prune_queue(&key);
+                log
+            };
+            return Ok((result, Box::pin(tail)));
         }
-        result
+        if c.logs_framed() {
+            let (gen, claimed) = queue.release(busy.take());
+            self.watch_idle(key, queue, c.clone(), gen, claimed);
+            let tail = async move {
+                c.finish_log(seq, answered, FRAMED_QUIET, FRAMED_SETTLE_MAX)
+                    .await
+            };
+            return Ok((result, Box::pin(tail)));
+        }
+        queue.settling(true);
+        busy.settling = true;
+        let inner = self.clone();
+        let tail = async move {
+            let log = c.finish_log(seq, answered, LOG_QUIET, LOG_SETTLE_MAX).await;
+            busy.settling = false;
+            queue.settling(false);
+            let (gen, claimed) = queue.release(busy.take());
+            inner.watch_idle(key, queue, c, gen, claimed);
+            log
+        };
+        Ok((result, Box::pin(tail)))
     }
 
     /// Starts one hot container for a waiting call: resources first (bounded by the caller's
@@ -668,6 +785,9 @@ impl Inner {
         } else {
             spec.open_stdin = true;
         }
+        // Ask the FDK to frame each call's output (see `protocol::logs`).
+        env.push(format!("FN_LOGFRAME_NAME={}", protocol::logs::FRAME_NAME));
+        env.push(format!("FN_LOGFRAME_HDR={}", protocol::logs::FRAME_HEADER));
         spec.env = env;
         let start = HotStart {
             driver: &self.driver,
@@ -676,6 +796,7 @@ impl Inner {
             start_timeout: self.cfg.hot_start_timeout,
             token,
             tasks: self.tasks.clone(),
+            log_cap: self.cfg.max_log_size,
         };
         HotContainer::start(call, start).await
     }
@@ -767,6 +888,7 @@ mod tests {
                 drained: Notify::new(),
                 next_network: AtomicUsize::new(0),
                 tasks: TaskTracker::new(),
+                finishing: Arc::default(),
             };
             let mut call = CallSpec::new("c", "img");
             call.memory_mb = 64;

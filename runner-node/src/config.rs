@@ -3,6 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Default limit on invoke request bodies and function responses (`FN_MAX_REQUEST_SIZE`,
+/// `FN_MAX_RESPONSE_SIZE`): 6 MiB, like the large public FaaS platforms, so one call cannot make the
+/// node buffer an unbounded body. 0 turns a limit off.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 6 * 1024 * 1024;
+
 /// How the agent runs containers. Build it with [`AgentConfig::from_env`] or start from
 /// [`AgentConfig::default`] (Fn's defaults) and override fields.
 #[derive(Debug, Clone)]
@@ -15,11 +20,11 @@ pub struct AgentConfig {
     pub hot_start_timeout: Duration,
     /// Longest image pull (`FN_HOT_PULL_TIMEOUT_MSECS`, 10 min).
     pub pull_timeout: Duration,
-    /// Largest response body in bytes, 0 = unlimited (`FN_MAX_RESPONSE_SIZE`).
+    /// Largest response body in bytes, 0 = unlimited (`FN_MAX_RESPONSE_SIZE`, 6 MiB): 502 beyond.
     pub max_response_size: u64,
     /// Largest response header block in bytes, 0 = unlimited (`FN_MAX_HDR_RESPONSE_SIZE`).
     pub max_response_header_size: u64,
-    /// Largest request body in bytes, 0 = unlimited (`FN_MAX_REQUEST_SIZE`).
+    /// Largest request body in bytes, 0 = unlimited (`FN_MAX_REQUEST_SIZE`, 6 MiB): 413 beyond.
     pub max_request_size: u64,
     /// Per-call log cap (`FN_MAX_LOG_SIZE_BYTES`, 1 MiB).
     pub max_log_size: usize,
@@ -72,9 +77,9 @@ impl Default for AgentConfig {
             hot_poll: Duration::from_millis(200),
             hot_start_timeout: Duration::from_secs(5),
             pull_timeout: Duration::from_secs(600),
-            max_response_size: 0,
+            max_response_size: DEFAULT_MAX_BODY_SIZE,
             max_response_header_size: 0,
-            max_request_size: 0,
+            max_request_size: DEFAULT_MAX_BODY_SIZE,
             max_log_size: 1 << 20,
             max_total_memory: 0,
             max_total_cpu_mcpus: 0,
@@ -222,6 +227,16 @@ mod tests {
         assert_eq!(c.max_pids, 50);
         assert_eq!(c.max_log_size, 1 << 20);
         assert_eq!(c.hot_start_timeout, Duration::from_secs(5));
+        assert_eq!(
+            (c.max_request_size, c.max_response_size),
+            (6 << 20, 6 << 20)
+        );
+        let c = cfg(&[("FN_MAX_REQUEST_SIZE", "0"), ("FN_MAX_RESPONSE_SIZE", "10")]).unwrap();
+        assert_eq!(
+            (c.max_request_size, c.max_response_size),
+            (0, 10),
+            "0 is unlimited"
+        );
     }
 
     #[test]

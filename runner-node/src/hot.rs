@@ -3,25 +3,22 @@
 //! touches only its connection.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::call::{CallSpec, Format};
 use crate::driver::{Driver, ExitStatus, Output};
 use crate::error::AgentError;
+use crate::protocol::logs::{CallLogs, Stream};
 use crate::protocol::{self, HotConn, Limits, Outcome, StdioIo};
-use crate::recorder::LogBuffer;
 use crate::resources::ResourceToken;
-
-/// Where a container's stderr (and, for http-stream, stdout) goes: the current call's log, or
-/// the debug log between calls.
-pub(crate) type LogSink = Arc<Mutex<Option<LogBuffer>>>;
 
 /// A running container that serves one call at a time.
 pub(crate) struct HotContainer {
@@ -30,7 +27,8 @@ pub(crate) struct HotContainer {
     /// How long it may sit idle.
     pub idle_timeout: Duration,
     conn: tokio::sync::Mutex<HotConn>,
-    log: LogSink,
+    /// Its stderr (and, for http-stream, stdout) split into the logs of its calls.
+    logs: Arc<CallLogs>,
     /// Whether it is frozen; the lock serialises pause and unpause.
     pub paused: tokio::sync::Mutex<bool>,
     exit: watch::Receiver<Option<ExitStatus>>,
@@ -150,6 +148,8 @@ pub(crate) struct HotStart<'a> {
     pub start_timeout: Duration,
     pub token: ResourceToken,
     pub tasks: TaskTracker,
+    /// Per-call log cap (`FN_MAX_LOG_SIZE_BYTES`).
+    pub log_cap: usize,
 }
 
 impl HotContainer {
@@ -174,29 +174,24 @@ impl HotContainer {
     ) -> Result<Arc<HotContainer>, AgentError> {
         let stdio = matches!(call.format, Format::Http | Format::Json);
         let attached = s.driver.attach(id, stdio).await?;
-        let log: LogSink = Arc::new(Mutex::new(None));
+        let logs = Arc::new(CallLogs::new(id, true, !stdio, s.log_cap));
         let (stdout_tx, stdout_rx) = mpsc::channel::<Bytes>(64);
         let pump = {
-            let log = log.clone();
+            let logs = logs.clone();
             let mut output = attached.output;
-            let id = id.to_string();
             tokio::spawn(async move {
                 while let Some(Ok(item)) = output.next().await {
-                    let (bytes, is_stdout) = match item {
-                        Output::Stdout(b) => (b, true),
-                        Output::Stderr(b) => (b, false),
-                    };
-                    if is_stdout && stdio {
-                        if stdout_tx.send(bytes).await.is_err() {
-                            break;
+                    match item {
+                        Output::Stdout(b) if stdio => {
+                            if stdout_tx.send(b).await.is_err() {
+                                break;
+                            }
                         }
-                        continue;
-                    }
-                    match log.lock().expect("log lock").as_mut() {
-                        Some(buf) => buf.write(&bytes),
-                        None => tracing::debug!(container = %id, user_log = %String::from_utf8_lossy(&bytes).trim_end(), "idle container output"),
+                        Output::Stdout(b) => logs.write(Stream::Stdout, &b),
+                        Output::Stderr(b) => logs.write(Stream::Stderr, &b),
                     }
                 }
+                logs.end();
             })
             .abort_handle()
         };
@@ -255,7 +250,7 @@ impl HotContainer {
             id: id.to_string(),
             idle_timeout: call.idle_timeout,
             conn: tokio::sync::Mutex::new(conn),
-            log,
+            logs,
             paused: tokio::sync::Mutex::new(false),
             exit: exit_rx,
             token: Some(s.token),
@@ -285,36 +280,26 @@ impl HotContainer {
         }
     }
 
-    /// Starts collecting the container's stderr for a call.
-    pub fn begin_log(&self, cap: usize) {
-        *self.log.lock().expect("log lock") = Some(LogBuffer::new(cap));
+    /// Starts collecting the container's output for a call; returns the handle of its log.
+    pub fn open_log(&self, call_id: &str) -> u64 {
+        self.logs.open(call_id)
     }
 
-    /// Waits until the call's stderr has been quiet for `quiet` (at most `max`). Stderr reaches us on
-    /// Docker's attach stream, apart from the response, so a function that writes and then answers at
-    /// once (a panic reported as a 502, say) can have its last lines arrive after the answer.
-    pub async fn settle_log(&self, quiet: Duration, max: Duration) {
-        let len = || self.log.lock().expect("log lock").as_ref().map_or(0, |b| b.len());
-        let started = tokio::time::Instant::now();
-        let mut seen = len();
-        while started.elapsed() < max {
-            tokio::time::sleep(quiet).await;
-            let now = len();
-            if now == seen {
-                return;
-            }
-            seen = now;
-        }
+    /// Whether the container frames its output, so it may serve the next call before the last
+    /// call's log is complete (see [`crate::protocol::logs`]).
+    pub fn logs_framed(&self) -> bool {
+        self.logs.framed()
     }
 
-    /// Stops collecting and returns what the call logged.
-    pub fn end_log(&self) -> Bytes {
-        self.log
-            .lock()
-            .expect("log lock")
-            .take()
-            .map(LogBuffer::into_bytes)
-            .unwrap_or_default()
+    /// Waits for the end of a call's log (see [`CallLogs::finish`]) and returns it.
+    pub async fn finish_log(
+        &self,
+        seq: u64,
+        answered: Instant,
+        quiet: Duration,
+        max: Duration,
+    ) -> Bytes {
+        self.logs.finish(seq, answered, quiet, max).await
     }
 
     /// Resolves when the container has exited, with how.

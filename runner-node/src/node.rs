@@ -109,6 +109,8 @@ impl RunnerSettings {
             "  FN_NODE_CERT, FN_NODE_CERT_KEY            this runner's client certificate (mutual TLS)",
             "  FN_RUNNER_ASYNC            default true   run queued (async) calls",
             "  FN_LOG_LEVEL               default info",
+            "  FN_MAX_REQUEST_SIZE        default 6291456  largest invoke request body in bytes, 413 above it (0: no limit)",
+            "  FN_MAX_RESPONSE_SIZE       default 6291456  largest function response body in bytes, 502 above it (0: no limit)",
             "  plus the agent's FN_* settings (FN_MAX_TOTAL_MEMORY_BYTES, FN_FREEZE_IDLE_MSECS, ...)\n",
         ]
         .join("\n")

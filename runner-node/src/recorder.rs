@@ -169,11 +169,6 @@ impl LogBuffer {
         self.buf.extend_from_slice(&data[..data.len().min(room)]);
     }
 
-    /// Bytes kept so far.
-    pub fn len(&self) -> usize {
-        self.buf.len()
-    }
-
     pub fn into_bytes(self) -> Bytes {
         Bytes::from(self.buf)
     }

@@ -29,6 +29,9 @@ struct QueueState<C> {
     waiting: usize,
     starting: usize,
     busy: usize,
+    /// Busy containers that answered and wait for the tail of their call's log before they are
+    /// released: about to be idle, so nobody launches another for them.
+    settling: usize,
     next_gen: u64,
 }
 
@@ -76,6 +79,7 @@ impl<C: Send + Sync + 'static> SlotQueue<C> {
                 waiting: 0,
                 starting: 0,
                 busy: 0,
+                settling: 0,
                 next_gen: 0,
             }),
             changed: Notify::new(),
@@ -116,7 +120,7 @@ impl<C: Send + Sync + 'static> SlotQueue<C> {
                     s.busy += 1;
                     return Ok(entry.item);
                 }
-                if own_launch.is_none() && s.waiting > s.idle.len() + s.starting {
+                if own_launch.is_none() && s.waiting > s.idle.len() + s.starting + s.settling {
                     s.starting += 1;
                     drop(s);
                     let (tx, rx) = oneshot::channel();
@@ -184,6 +188,17 @@ impl<C: Send + Sync + 'static> SlotQueue<C> {
         };
         self.changed.notify_waiters();
         (gen, rx)
+    }
+
+    /// A busy container starts (`true`) or stops (`false`) settling: it answered and is released
+    /// (or retired) once its call's log is complete.
+    pub fn settling(&self, on: bool) {
+        let mut s = self.state.lock().expect("slot lock");
+        if on {
+            s.settling += 1;
+        } else {
+            s.settling -= 1;
+        }
     }
 
     /// A call is done with its container, which is being retired.
@@ -341,6 +356,36 @@ mod tests {
             q.acquire(far(), POLL, failing).await,
             Err(AgentError::TooBusy)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_settling_container_is_waited_for_rather_than_launched_for() {
+        let q = Arc::new(SlotQueue::<usize>::new());
+        let launched = Arc::new(AtomicUsize::new(0));
+        let held = q
+            .acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO))
+            .await
+            .unwrap();
+        q.settling(true);
+        let (q2, h2) = (q.clone(), held.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            q2.settling(false);
+            q2.release(h2);
+        });
+        let got = q
+            .acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO))
+            .await
+            .unwrap();
+        assert!(
+            Arc::ptr_eq(&got, &held),
+            "the settled container serves the next call"
+        );
+        assert_eq!(
+            launched.load(Ordering::SeqCst),
+            1,
+            "no launch while one settles"
+        );
     }
 
     #[tokio::test]

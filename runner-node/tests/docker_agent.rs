@@ -70,7 +70,7 @@ async fn images() {
                 }
             }
             for name in [
-                "echo", "envdump", "sleep", "crash", "oom", "huge", "forkbomb", "failn", "netprobe",
+                "echo", "envdump", "sleep", "crash", "oom", "huge", "forkbomb", "failn", "netprobe", "logtag",
             ] {
                 runner_node::testing::function_image(&d, name)
                     .await
@@ -1019,5 +1019,144 @@ async fn never_and_huge_durations_do_not_overflow_deadlines() {
         let r = h.agent.submit(c).await.unwrap();
         assert_eq!(&r.body[..], b"forever", "{format:?}");
     }
+    h.finish().await;
+}
+
+/// The finished log of each call, by call id.
+fn logs_by_call(h: &Harness) -> std::collections::HashMap<String, String> {
+    h.recorder
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(kind, _, _)| kind == "finished")
+        .map(|(_, c, log)| (c.id.clone(), String::from_utf8_lossy(log).into_owned()))
+        .collect()
+}
+
+/// Every call's log holds the six lines its call wrote, with its own tag, and nothing else;
+/// returns what is wrong.
+fn check_own_logs(h: &Harness, calls: &[(String, String)], what: &str) -> Option<String> {
+    let logs = logs_by_call(h);
+    let mut bad = Vec::new();
+    for (id, tag) in calls {
+        let log = logs.get(id).map(String::as_str).unwrap_or("<no record>");
+        let lines: Vec<&str> = log.lines().collect();
+        let own = lines.len() == 6 && lines.iter().all(|l| l.starts_with(&format!("{tag} ")));
+        if !own {
+            bad.push(format!("{tag}: {log:?}"));
+        }
+    }
+    (!bad.is_empty()).then(|| {
+        format!(
+            "{what}: {} of {} logs wrong, e.g. {:?}",
+            bad.len(),
+            calls.len(),
+            &bad[..bad.len().min(3)]
+        )
+    })
+}
+
+/// Extra fn config of a test case.
+type Config = &'static [(&'static str, &'static str)];
+
+/// Runs `n` back-to-back calls of `logtag` (each body its own tag) and returns (call id, tag) pairs.
+async fn tagged_calls(
+    h: &Harness,
+    format: Format,
+    config: &[(&str, &str)],
+    prefix: &str,
+    n: usize,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let tag = format!("{prefix}-{i:03}");
+        let mut c = call("logtag", format, &tag);
+        for (k, v) in config {
+            c.config.insert(k.to_string(), v.to_string());
+        }
+        let r = h
+            .agent
+            .submit(c.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{tag}: {e}"));
+        assert_eq!(r.body, tag);
+        out.push((c.id, tag));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_calls_each_get_their_own_stderr_in_every_format() {
+    let h = harness("logtag").await;
+    // Each hot format with an FDK that frames its output (the agent asks it to) and with one that
+    // does not; cold containers.
+    let unframed: Config = &[("FDK_NO_LOGFRAME", "1")];
+    let cases: [(Format, Config, &str, usize); 7] = [
+        (Format::HttpStream, &[], "framed", 100),
+        (Format::HttpStream, unframed, "unframed", 100),
+        (Format::Http, &[], "http", 100),
+        (Format::Http, unframed, "uhttp", 100),
+        (Format::Json, &[], "json", 100),
+        (Format::Json, unframed, "ujson", 100),
+        (Format::Default, &[], "cold", 10),
+    ];
+    let mut wrong = Vec::new();
+    for (format, config, prefix, n) in cases {
+        let calls = tagged_calls(&h, format, config, prefix, n).await;
+        h.agent.flush_records().await;
+        wrong.extend(check_own_logs(&h, &calls, prefix));
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_on_several_containers_each_get_their_own_stderr() {
+    let h = harness("logtagpar").await;
+    let mut wrong = Vec::new();
+    for (format, config, prefix) in [
+        (Format::HttpStream, &[][..], "pframed"),
+        (
+            Format::HttpStream,
+            &[("FDK_NO_LOGFRAME", "1")][..],
+            "punframed",
+        ),
+        (Format::Json, &[][..], "pjson"),
+        (Format::Json, &[("FDK_NO_LOGFRAME", "1")][..], "pujson"),
+        (Format::Http, &[][..], "phttp"),
+    ] {
+        let tasks: Vec<_> = (0..4)
+            .map(|w| {
+                let agent = h.agent.clone();
+                let config: Vec<(String, String)> = config
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    for i in 0..25 {
+                        let tag = format!("{prefix}{w}-{i:03}");
+                        let mut c = call("logtag", format, &tag);
+                        c.config.extend(config.iter().cloned());
+                        let r = agent
+                            .submit(c.clone())
+                            .await
+                            .unwrap_or_else(|e| panic!("{tag}: {e}"));
+                        assert_eq!(r.body, tag);
+                        out.push((c.id, tag));
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut calls = Vec::new();
+        for t in tasks {
+            calls.extend(t.await.unwrap());
+        }
+        h.agent.flush_records().await;
+        wrong.extend(check_own_logs(&h, &calls, prefix));
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
     h.finish().await;
 }

@@ -487,6 +487,67 @@ async fn request_and_response_size_limits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_limits_of_6_mib_hold_in_every_format() {
+    // No overrides: the defaults are the limits.
+    let node = serve(test_config("deflimits")).await;
+    let limit = runner_node::config::DEFAULT_MAX_BODY_SIZE as usize;
+    assert_eq!(limit, 6 << 20);
+    for format in ALL_FORMATS {
+        let echo = node.add_fn(&format!("echo-{}", slug(format)), "echo", format, json!({}));
+        let huge = node.add_fn(&format!("huge-{}", slug(format)), "huge", format, json!({}));
+        let path = format!("/invoke/{}", echo.id);
+
+        let r = node.post(&path, vec![b'x'; limit + 1]).await;
+        assert_eq!(
+            (r.status, r.json()),
+            (413, json!({"message": "Request content too large"})),
+            "{format:?}"
+        );
+        // Without Content-Length (chunked), the limit holds while reading.
+        let chunks = futures_util::stream::iter(
+            (0..=limit / 65536)
+                .map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'y'; 65536]))),
+        );
+        let r = Answer::from(
+            node.req(reqwest::Method::POST, &path)
+                .body(reqwest::Body::wrap_stream(chunks))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 413, "{format:?}");
+        let r = node.post(&path, vec![b'x'; limit]).await;
+        assert_eq!(
+            (r.status, r.body.len()),
+            (200, limit),
+            "{format:?}: exactly the limit is fine"
+        );
+        if format != Format::Default {
+            assert_eq!(
+                r.header("x-count"),
+                "1",
+                "{format:?}: the function never saw the refused bodies"
+            );
+        }
+
+        let r = node
+            .post(&format!("/invoke/{}", huge.id), (limit + 1).to_string())
+            .await;
+        assert_eq!(
+            (r.status, r.json()),
+            (502, json!({"message": "function response too large"})),
+            "{format:?}"
+        );
+        let r = node
+            .post(&format!("/invoke/{}", huge.id), limit.to_string())
+            .await;
+        assert_eq!((r.status, r.body.len()), (200, limit), "{format:?}");
+    }
+    node.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_oom_and_timeouts_follow_the_error_table() {
     let node = serve(test_config("errors")).await;
     let crash = node.add_fn("crash", "crash", Format::HttpStream, json!({}));

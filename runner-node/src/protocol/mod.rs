@@ -3,7 +3,8 @@
 //! - [`default`]: cold, body on stdin, response on stdout, one container per call;
 //! - [`http`]: hot, one HTTP/1.1 exchange per call over the attached stdin/stdout;
 //! - [`json`]: hot, one JSON object per line each way over stdin/stdout;
-//! - [`http_stream`]: hot, HTTP/1.1 over the unix socket the function listens on.
+//! - [`http_stream`]: hot, HTTP/1.1 over the unix socket the function listens on;
+//! - [`logs`]: a hot container's output split into its calls' logs (Fn's log framing).
 //!
 //! Hot formats keep one persistent connection per container ([`HotConn`]); the Docker API is
 //! never used on the hot path.
@@ -12,6 +13,7 @@ pub mod default;
 pub mod http;
 pub mod http_stream;
 pub mod json;
+pub mod logs;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -78,8 +78,15 @@ impl Response {
 /// Runs the handler for every call, in the format the agent asked for, until the agent stops
 /// the container (or, for `default`, once).
 ///
+/// Like Fn's FDKs, it frames each call's output when the agent asks for it (`FN_LOGFRAME_NAME`,
+/// `FN_LOGFRAME_HDR`): before the handler runs, it writes `\n<name>=<value of that header>\n` to
+/// stderr (and to stdout for http-stream, where stdout is a log too), so the agent can tell which
+/// call each line of output belongs to. In the stdio formats the call id comes from the format's
+/// own field when the header is `Fn-Call-Id`.
+///
 /// Test hooks: `FDK_START_DELAY_MS` delays opening the http-stream socket (init timeouts),
-/// `FDK_ABSOLUTE_SYMLINK` exposes it through an absolute symlink (which the agent refuses).
+/// `FDK_ABSOLUTE_SYMLINK` exposes it through an absolute symlink (which the agent refuses),
+/// `FDK_NO_LOGFRAME` turns log framing off (a function on an FDK that does not frame).
 pub fn run<F: FnMut(&Request) -> Response + Send + 'static>(mut handler: F) {
     if let Some(ms) = std::env::var("FDK_START_DELAY_MS")
         .ok()
@@ -99,6 +106,36 @@ pub fn run<F: FnMut(&Request) -> Response + Send + 'static>(mut handler: F) {
     if let Err(e) = result {
         eprintln!("fdk: {e}");
         std::process::exit(1);
+    }
+}
+
+/// Writes Fn's log frame for this call (see [`run`]); `stdout` too for http-stream.
+fn log_frame(req: &Request, stdout: bool) {
+    if std::env::var_os("FDK_NO_LOGFRAME").is_some() {
+        return;
+    }
+    let (Ok(name), Ok(hdr)) = (
+        std::env::var("FN_LOGFRAME_NAME"),
+        std::env::var("FN_LOGFRAME_HDR"),
+    ) else {
+        return;
+    };
+    // The stdio formats carry the call id in their own field (json) or header (`Fn_call_id`).
+    let value = req.header(&hdr).or_else(|| {
+        let call_id = hdr.eq_ignore_ascii_case("Fn-Call-Id");
+        call_id.then_some(req.call_id.as_str())
+    });
+    match value {
+        Some(value) if !name.is_empty() && !value.is_empty() => {
+            let frame = format!("\n{name}={value}\n");
+            let _ = io::stderr().write_all(frame.as_bytes());
+            if stdout {
+                let mut out = io::stdout().lock();
+                let _ = out.write_all(frame.as_bytes());
+                let _ = out.flush();
+            }
+        }
+        _ => {}
     }
 }
 
@@ -141,6 +178,7 @@ fn run_http_stdio<F: FnMut(&Request) -> Response>(handler: &mut F) -> io::Result
             .or(req.header("Fn-Deadline"))
             .unwrap_or("")
             .to_string();
+        log_frame(&req, false);
         let resp =
             call(handler, &req).unwrap_or_else(|| Response::ok("function failed").status(500));
         write_response(&mut out, resp.status, &resp.headers, &resp.body)?;
@@ -175,6 +213,7 @@ fn run_json<F: FnMut(&Request) -> Response>(handler: &mut F) -> io::Result<()> {
             call_id: s(&v["call_id"]),
             deadline: s(&v["deadline"]),
         };
+        log_frame(&req, false);
         let resp =
             call(handler, &req).unwrap_or_else(|| Response::ok("function failed").status(500));
         let mut hdrs = serde_json::Map::new();
@@ -249,6 +288,7 @@ fn serve_connection<F: FnMut(&Request) -> Response>(
     while let Some(mut req) = read_request(&mut input)? {
         req.call_id = req.header("Fn-Call-Id").unwrap_or("").to_string();
         req.deadline = req.header("Fn-Deadline").unwrap_or("").to_string();
+        log_frame(&req, true);
         let gateway = req
             .header("Fn-Intent")
             .is_some_and(|v| v.eq_ignore_ascii_case("httprequest"));

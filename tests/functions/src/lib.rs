@@ -5,5 +5,5 @@
 
 /// Names of the binaries in this package; each becomes an image `fn-test-<name>`.
 pub const FUNCTIONS: &[&str] = &[
-    "echo", "envdump", "sleep", "crash", "oom", "huge", "forkbomb", "failn", "hello", "netprobe",
+    "echo", "envdump", "sleep", "crash", "oom", "huge", "forkbomb", "failn", "hello", "netprobe", "logtag",
 ];
