@@ -4,8 +4,9 @@
 # 1. Provisions what the tests need and the machine lacks (Docker engine, PostgreSQL, MariaDB, Redis from
 #    Debian's packages, started on loopback, and their test logins; see scripts/provision.sh), and tests
 #    that provisioning (scripts/test-provision.sh).
-# 2. Builds the workspace once and runs every test: unit tests, the datastore conformance suite on SQLite,
-#    PostgreSQL and MariaDB, the HTTP API tests, and the agent's tests against the real Docker engine.
+# 2. Builds the workspace once, checks it with clippy (-D warnings), and runs every test: unit tests, the
+#    datastore conformance suite on SQLite, PostgreSQL and MariaDB, the HTTP API tests, the agent's tests
+#    against the real Docker engine, and the end-to-end tests with real node processes.
 #
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p shared`).
 set -euo pipefail
@@ -36,4 +37,6 @@ rm -rf "${TMPDIR:-/tmp}/fn-tests"
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
   --target x86_64-unknown-linux-gnu -p test-functions
 cargo build --workspace --all-targets --all-features --locked
-cargo test --workspace --all-features --locked "$@"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+# Every test binary runs even when one fails, so a run reports all failures at once.
+cargo test --workspace --all-features --locked --no-fail-fast "$@"

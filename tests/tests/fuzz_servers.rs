@@ -75,11 +75,6 @@ fn http_verdict(what: &str, status: u16, text: &str) -> Result<Verdict, String> 
     if what.starts_with("HEAD ") {
         return Ok(Verdict::Refused(status.to_string())); // no body, by definition
     }
-    // Known gap: the hybrid HTTP API leaves body errors (over the size limit, a Content-Encoding the body
-    // does not match) to actix, which refuses them in plain text ("payload reached …").
-    if what.contains("/v2/runner/") && text.starts_with("payload ") {
-        return Ok(Verdict::Refused(format!("{status} {text}")));
-    }
     let body: Value = serde_json::from_str(text).map_err(|_| format!("{what} -> {status} not JSON: {text:?}"))?;
     let message = body["message"].as_str().or(body["error"]["message"].as_str()).unwrap_or_default();
     if message.is_empty() {

@@ -361,7 +361,10 @@ pub(crate) async fn read_body(
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| Error::BadRequest(format!("could not read request body: {e}").into()))?;
+        let chunk = chunk.map_err(|e| {
+            tracing::debug!(error = %e, "unreadable request body");
+            Error::BadRequest("could not read request body".into())
+        })?;
         if limit.is_some_and(|l| (body.len() + chunk.len()) as u64 > l) {
             return Err(Error::RequestTooLarge);
         }

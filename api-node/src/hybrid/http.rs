@@ -28,7 +28,6 @@ pub struct HybridState {
 pub fn configure(cfg: &mut web::ServiceConfig, state: HybridState) {
     cfg.service(
         web::scope("/v2/runner")
-            .app_data(web::PayloadConfig::new(state.max_body))
             .app_data(web::Data::new(state))
             .route("/apps/{app_id}", web::get().to(app_by_id))
             .route("/appsByName/{name}", web::get().to(app_by_name))
@@ -70,9 +69,15 @@ fn authorize<'a>(req: &HttpRequest, state: &'a web::Data<HybridState>) -> Result
     Ok(state.data.as_ref())
 }
 
-/// Parses a JSON body; anything unreadable is Fn's 400 "Invalid JSON".
-fn parse<T: serde::de::DeserializeOwned>(body: &web::Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|_| ApiVersion::V2.err(Error::InvalidJson))
+/// Reads and parses a JSON body, after the caller was authorized (a stranger's body is never read):
+/// over the size limit is 413, anything unreadable is Fn's 400 "Invalid JSON".
+async fn parse<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    s: &HybridState,
+) -> Result<T, ApiError> {
+    let body = crate::http::read_body(req, payload, Some(s.max_body as u64)).await.map_err(|e| ApiVersion::V2.err(e))?;
+    serde_json::from_slice(&body).map_err(|_| ApiVersion::V2.err(Error::InvalidJson))
 }
 
 /// Parses the query string, after the caller was authorized (a stranger learns nothing, not even 400s).
@@ -115,9 +120,9 @@ async fn trigger_by_source(req: HttpRequest, s: web::Data<HybridState>, p: web::
     ok(data.trigger_by_source(&app_id, &trigger_type, &format!("/{source}")).await.v2()?)
 }
 
-async fn enqueue(req: HttpRequest, s: web::Data<HybridState>, body: web::Bytes) -> Reply {
+async fn enqueue(req: HttpRequest, s: web::Data<HybridState>, payload: web::Payload) -> Reply {
     let data = authorize(&req, &s)?;
-    let call: QueuedCall = parse(&body)?;
+    let call: QueuedCall = parse(&req, payload, &s).await?;
     data.enqueue(&call).await.v2()?;
     ok(json!({"msg": "enqueued call"}))
 }
@@ -136,9 +141,9 @@ async fn dequeue(req: HttpRequest, s: web::Data<HybridState>) -> Reply {
     ok(json!({"deliveries": delivery.into_iter().collect::<Vec<_>>()}))
 }
 
-async fn start(req: HttpRequest, s: web::Data<HybridState>, body: web::Bytes) -> Reply {
+async fn start(req: HttpRequest, s: web::Data<HybridState>, payload: web::Payload) -> Reply {
     let data = authorize(&req, &s)?;
-    let call: Call = parse(&body)?;
+    let call: Call = parse(&req, payload, &s).await?;
     data.call_started(&call).await.v2()?;
     ok(json!({"msg": "slingshot: engage"}))
 }
@@ -150,9 +155,9 @@ struct Finish {
     log: String,
 }
 
-async fn finish(req: HttpRequest, s: web::Data<HybridState>, body: web::Bytes) -> Reply {
+async fn finish(req: HttpRequest, s: web::Data<HybridState>, payload: web::Payload) -> Reply {
     let data = authorize(&req, &s)?;
-    let f: Finish = parse(&body)?;
+    let f: Finish = parse(&req, payload, &s).await?;
     data.call_finished(&f.call, &f.log).await.v2()?;
     ok(json!({"msg": "good night, sweet prince"}))
 }
@@ -163,16 +168,16 @@ struct Complete {
     call: Call,
 }
 
-async fn complete(req: HttpRequest, s: web::Data<HybridState>, body: web::Bytes) -> Reply {
+async fn complete(req: HttpRequest, s: web::Data<HybridState>, payload: web::Payload) -> Reply {
     let data = authorize(&req, &s)?;
-    let c: Complete = parse(&body)?;
+    let c: Complete = parse(&req, payload, &s).await?;
     data.complete(&c.delivery, &c.call).await.v2()?;
     ok(json!({"msg": "completed"}))
 }
 
-async fn heartbeat(req: HttpRequest, s: web::Data<HybridState>, body: web::Bytes) -> Reply {
+async fn heartbeat(req: HttpRequest, s: web::Data<HybridState>, payload: web::Payload) -> Reply {
     let data = authorize(&req, &s)?;
-    let delivery: Delivery = parse(&body)?;
+    let delivery: Delivery = parse(&req, payload, &s).await?;
     let lease = data.heartbeat(&delivery).await.v2()?;
     ok(json!({"lease_ms": lease.as_millis() as u64}))
 }

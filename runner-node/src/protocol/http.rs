@@ -38,18 +38,8 @@ pub(crate) async fn dispatch(
         ("fn_call_id", call.id.clone()),
         ("content-length", call.body.len().to_string()),
     ];
-    for (name, value) in fn_headers {
-        match http::HeaderValue::try_from(value) {
-            Ok(v) => {
-                headers.insert(name, v);
-            }
-            Err(e) => {
-                return Outcome {
-                    result: Err(AgentError::Internal(format!("bad header {name}: {e}"))),
-                    retire: false,
-                }
-            }
-        }
+    if let Err(e) = super::set_platform_headers(&mut headers, fn_headers) {
+        return Outcome { result: Err(e), retire: false };
     }
     let mut req = http::Request::builder()
         .method(call.method.as_str())

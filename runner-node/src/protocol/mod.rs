@@ -110,6 +110,19 @@ pub(crate) fn strip_platform_headers(h: &mut ::http::HeaderMap) {
 
 /// Checks the status a function answered with (its own, or the `Fn-Http-Status` it sets for
 /// the trigger gateway): only 200–599 is a response a caller can be given; anything else
+/// Sets the platform's own headers on a request to a function, replacing any the caller sent.
+pub(crate) fn set_platform_headers<const N: usize>(
+    h: &mut ::http::HeaderMap,
+    values: [(&'static str, String); N],
+) -> Result<(), AgentError> {
+    for (name, value) in values {
+        let v = ::http::HeaderValue::try_from(value)
+            .map_err(|e| AgentError::Internal(format!("bad header {name}: {e}")))?;
+        h.insert(name, v);
+    }
+    Ok(())
+}
+
 /// (1xx, 600+, garbage) is the function breaking its contract, answered with 502.
 pub(crate) fn check_status(status: u16, headers: &::http::HeaderMap) -> Result<(), AgentError> {
     let valid = |s: u16| (200..=599).contains(&s);
