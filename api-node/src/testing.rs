@@ -3,7 +3,8 @@
 //! PostgreSQL and MySQL/MariaDB are reached at the URLs in `FN_TEST_POSTGRES_URL` and `FN_TEST_MYSQL_URL`
 //! (defaults: the loopback servers the test command provisions). Each call creates a new database with a
 //! unique name there, so tests run in parallel without sharing state. An unreachable server fails the
-//! test: a backend that was not tested must not look like one that passed.
+//! test: a backend that was not tested must not look like one that passed. [`send_then_stall`] plays a
+//! slow client against any of the node's servers.
 
 use sqlx::{Connection, Executor};
 
@@ -68,4 +69,56 @@ pub async fn fresh_store(backend: Backend) -> (SqlStore, DbUrl) {
     let url: DbUrl = fresh_db_url(backend).await.parse().expect("test database URL");
     let store = SqlStore::connect(&url, 0).await.expect("connect to test database");
     (store, url)
+}
+
+/// Sends `bytes` on a fresh connection to `addr` (`host:port`), then reads until the server closes it,
+/// and returns what it answered. Panics when the connection is still open after `within`: a server must
+/// cut off a client that stalls.
+pub async fn send_then_stall(addr: &str, bytes: &[u8], within: std::time::Duration) -> String {
+    use std::io::{Read, Write};
+    let (addr, bytes) = (addr.to_string(), bytes.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        s.set_read_timeout(Some(within)).expect("read timeout");
+        s.write_all(&bytes).expect("send");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    panic!(
+                        "{addr} kept a stalled connection open; answered so far: {:?}",
+                        String::from_utf8_lossy(&answer)
+                    )
+                }
+                // A reset is a close too.
+                Err(_) => break,
+            }
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .expect("stalling client")
+}
+
+/// A TCP port free now, for a node process a test starts. It comes from below the kernel's ephemeral
+/// range (32768 and up), so no outgoing connection elsewhere in the test run can take it before the
+/// node binds it, as happens under load to ports picked by binding port 0. Ports are handed out in turn
+/// from a starting point that differs per process, so parallel tests never get the same one.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = std::process::id().wrapping_mul(7919) % COUNT;
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + COUNT)
 }

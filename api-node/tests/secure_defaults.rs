@@ -14,7 +14,7 @@ use api_node::direct::{AsyncPolicy, DirectDataAccess};
 use api_node::http::Extensions;
 use api_node::listeners::Listeners;
 use api_node::queue::MemoryQueue;
-use api_node::testing::{fresh_store, Backend};
+use api_node::testing::{free_port, fresh_store, send_then_stall, Backend};
 use runner_node::slow_clients::HttpTimeouts;
 use runner_node::DataAccess;
 
@@ -31,31 +31,6 @@ fn short() -> HttpTimeouts {
     }
 }
 
-/// Sends `bytes` on a fresh connection to `addr`, then reads until the server closes it; returns what
-/// it answered, or panics when the connection is still open after [`CUT_OFF_WITHIN`].
-fn send_then_stall(addr: &str, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(CUT_OFF_WITHIN)).unwrap();
-    s.write_all(bytes).unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                panic!(
-                    "the server kept a stalled connection open; answered so far: {:?}",
-                    String::from_utf8_lossy(&answer)
-                )
-            }
-            // A reset is a close too.
-            Err(_) => break,
-        }
-    }
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_cuts_off_half_a_head_and_a_stalled_body() {
     let n =
@@ -63,25 +38,18 @@ async fn http_cuts_off_half_a_head_and_a_stalled_body() {
             .await;
     let addr = n.base.trim_start_matches("http://").to_string();
 
-    let a = addr.clone();
-    let answer = tokio::task::spawn_blocking(move || send_then_stall(&a, b"GET /v2/apps HTTP/1.1\r\nHost: x\r\n"))
-        .await
-        .unwrap();
+    let answer = send_then_stall(&addr, b"GET /v2/apps HTTP/1.1\r\nHost: x\r\n", CUT_OFF_WITHIN).await;
     assert!(!answer.contains("200 OK"), "{answer}");
 
-    let a = addr.clone();
     let head =
         "POST /v2/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"app\":";
-    let answer = tokio::task::spawn_blocking(move || send_then_stall(&a, head.as_bytes())).await.unwrap();
+    let answer = send_then_stall(&addr, head.as_bytes(), CUT_OFF_WITHIN).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
     assert_eq!(n.get("/v2/apps").await.json()["items"], serde_json::json!([]), "nothing half-written");
 
     // An idle kept-alive connection is closed too.
-    let a = addr.clone();
-    let answer = tokio::task::spawn_blocking(move || send_then_stall(&a, b"GET /v2/apps HTTP/1.1\r\nHost: x\r\n\r\n"))
-        .await
-        .unwrap();
+    let answer = send_then_stall(&addr, b"GET /v2/apps HTTP/1.1\r\nHost: x\r\n\r\n", CUT_OFF_WITHIN).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     n.shutdown().await;
@@ -130,8 +98,7 @@ async fn grpc_cuts_off_a_stalled_preface_and_still_serves() {
         api_node::hybrid::grpc::serve_on_with(listener, data, token, None, &short(), 1 << 20, std::future::pending()).await
     });
     // Half of the HTTP/2 preface, then nothing.
-    let answer =
-        tokio::task::spawn_blocking(move || send_then_stall(&addr.to_string(), b"PRI * HTTP/2.0\r\n")).await.unwrap();
+    let answer = send_then_stall(&addr.to_string(), b"PRI * HTTP/2.0\r\n", CUT_OFF_WITHIN).await;
     assert!(!answer.contains("HTTP/1.1"), "{answer:?}");
     // A real client is served.
     let client = runner_node::hybrid::GrpcClient::new(
@@ -172,9 +139,6 @@ fn binary() -> Command {
     c
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 const SECRETS: &[&str] = &["db-userinfo-pw", "db-query-pw", "mq-userinfo-pw", "mq-query-token", "runner-token-sec"];
 
@@ -186,47 +150,41 @@ fn assert_no_secret(output: &str) {
 
 #[test]
 fn an_unreachable_database_or_queue_is_reported_without_secrets() {
-    let out = binary()
-        .env("FN_DB_URL", "postgres://fn:db-userinfo-pw@127.0.0.1:1/fn?sslmode=disable&password=db-query-pw")
-        .env("FN_MQ_URL", "redis://:mq-userinfo-pw@127.0.0.1:1/0?token=mq-query-token")
-        .env("FN_RUNNER_TOKEN", "runner-token-sec")
-        .env("FN_DS_DB_PING_MAX_RETRIES", "1")
-        .env("FN_LOG_LEVEL", "trace")
-        .env("FN_PORT", "0")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("postgres://fn:***@127.0.0.1:1/fn?sslmode=disable&password=***"), "{text}");
-    assert_no_secret(&text);
-
     let dir = tempfile::tempdir().unwrap();
-    let out = binary()
-        .env("FN_DB_URL", format!("sqlite3://{}/fn.db", dir.path().display()))
-        .env("FN_MQ_URL", "postgres://fn:mq-userinfo-pw@127.0.0.1:1/fn?password=mq-query-token")
-        .env("FN_RUNNER_TOKEN", "runner-token-sec")
-        .env("FN_DS_DB_PING_MAX_RETRIES", "0")
-        .env("FN_LOG_LEVEL", "trace")
-        .env("FN_PORT", "0")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("postgres://fn:***@127.0.0.1:1/fn?password=***"), "{text}");
-    assert_no_secret(&text);
-
-    let out = binary()
-        .env("FN_DB_URL", format!("sqlite3://{}/fn2.db", dir.path().display()))
-        .env("FN_MQ_URL", "redis://:mq-userinfo-pw@127.0.0.1:1/0?token=mq-query-token")
-        .env("FN_DS_DB_PING_MAX_RETRIES", "0")
-        .env("FN_LOG_LEVEL", "trace")
-        .env("FN_PORT", "0")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("redis://:***@127.0.0.1:1/0?token=***"), "{text}");
-    assert_no_secret(&text);
+    let sqlite = |name: &str| format!("sqlite3://{}/{name}", dir.path().display());
+    // (FN_DB_URL, FN_MQ_URL, FN_RUNNER_TOKEN, how the unreachable URL must be shown); the first database
+    // is retried once, so its retry lines are checked too.
+    let cases = [
+        (
+            "postgres://fn:db-userinfo-pw@127.0.0.1:1/fn?sslmode=disable&password=db-query-pw".to_string(),
+            "redis://:mq-userinfo-pw@127.0.0.1:1/0?token=mq-query-token",
+            Some("runner-token-sec"),
+            "postgres://fn:***@127.0.0.1:1/fn?sslmode=disable&password=***",
+        ),
+        (
+            sqlite("fn.db"),
+            "postgres://fn:mq-userinfo-pw@127.0.0.1:1/fn?password=mq-query-token",
+            Some("runner-token-sec"),
+            "postgres://fn:***@127.0.0.1:1/fn?password=***",
+        ),
+        (sqlite("fn2.db"), "redis://:mq-userinfo-pw@127.0.0.1:1/0?token=mq-query-token", None, "redis://:***@127.0.0.1:1/0?token=***"),
+    ];
+    for (db, mq, token, shown) in cases {
+        let mut cmd = binary();
+        cmd.env("FN_DB_URL", &db)
+            .env("FN_MQ_URL", mq)
+            .env("FN_DS_DB_PING_MAX_RETRIES", if db.starts_with("postgres") { "1" } else { "0" })
+            .env("FN_LOG_LEVEL", "trace")
+            .env("FN_PORT", "0");
+        if let Some(token) = token {
+            cmd.env("FN_RUNNER_TOKEN", token);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "{db} {mq}");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains(shown), "{text}");
+        assert_no_secret(&text);
+    }
 }
 
 #[test]

@@ -24,10 +24,7 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
+pub use api_node::testing::free_port;
 
 /// A running node process.
 pub struct Node {
@@ -64,7 +61,10 @@ impl Node {
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        // Errors print without a backtrace, so the log's tail shows the message, not the stack.
         let child = Command::new(&self.program)
+            .env("RUST_LIB_BACKTRACE", "0")
+            .env("FN_LISTEN_HOST", "127.0.0.1")
             .envs(&self.env)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)

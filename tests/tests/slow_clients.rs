@@ -3,8 +3,6 @@
 //! while a normal invoke still works. Real Docker, real processes.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use api_node::testing::Backend;
@@ -17,30 +15,8 @@ const CUT_OFF_WITHIN: Duration = Duration::from_secs(4);
 
 const LIMITS: &[(&str, &str)] = &[("FN_HTTP_HEADER_TIMEOUT_MSECS", "1000"), ("FN_HTTP_BODY_IDLE_TIMEOUT_MSECS", "500")];
 
-/// Sends `bytes` on a fresh connection to `url`'s host, then reads until the server closes it.
-fn send_then_stall(url: &str, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(url.trim_start_matches("http://")).unwrap();
-    s.set_read_timeout(Some(CUT_OFF_WITHIN)).unwrap();
-    s.write_all(bytes).unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                panic!("{url} kept a stalled connection open")
-            }
-            // A reset is a close too.
-            Err(_) => break,
-        }
-    }
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 async fn stall(url: &str, bytes: Vec<u8>) -> String {
-    let url = url.to_string();
-    tokio::task::spawn_blocking(move || send_then_stall(&url, &bytes)).await.unwrap()
+    api_node::testing::send_then_stall(url.trim_start_matches("http://"), &bytes, CUT_OFF_WITHIN).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
