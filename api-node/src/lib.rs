@@ -8,11 +8,12 @@
 //! to remote runner nodes over HTTP and gRPC; [`server`] is the HTTP server, and [`node`] assembles a
 //! whole node by `FN_NODE_TYPE` (in full mode with the agent, its invoke paths and the async loop).
 //!
-//! Running: `api-node --help` lists every `FN_*` variable with its default; `FN_DB_URL` picks SQLite,
-//! PostgreSQL or MySQL. Embedding: [`server::start`] takes a store, [`listeners::Listeners`] and
-//! [`http::Extensions`] (extra actix routes via `configure`, request filters for `/v1` and `/v2`) and
-//! returns the running server; [`http::build`] returns the bare actix `App` for callers that run their
-//! own `HttpServer` or want to `.wrap()` more middleware.
+//! Running: `api-node --help` lists the node's `FN_*` variables with their defaults (the agent's, read in
+//! full mode, are on `runner_node::AgentConfig`); `FN_DB_URL` picks SQLite, PostgreSQL or MySQL.
+//! Embedding: [`server::start`] takes a store, [`listeners::Listeners`] and [`http::Extensions`] (extra
+//! actix routes via `configure`, request filters for `/v1` and `/v2`) and returns the running server;
+//! [`http::build`] returns the bare actix `App` for callers that run their own `HttpServer` or want to
+//! `.wrap()` more middleware.
 //!
 //! Secure by default: the runner API is served only when runners can be authenticated (or the operator
 //! opts out with `FN_RUNNER_API_INSECURE=true`), secrets in settings print redacted
@@ -20,7 +21,8 @@
 //!
 //! Deliberate differences from Fn's server: nested v1 route paths work for GET too; the v2 fns `name`
 //! filter is applied; v2 deletes answer 204; unknown `/v2` paths answer in the v2 error shape; every 503
-//! carries `Retry-After: 15`; a panicking handler answers 500 instead of dropping the connection.
+//! carries `Retry-After: 15`; a panicking handler answers 500 instead of dropping the connection. All of
+//! them, and the Fn behaviours kept, are listed in docs/fn-compatibility.md.
 
 #![warn(missing_docs)]
 

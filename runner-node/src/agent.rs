@@ -1,4 +1,4 @@
-//! The agent: the entry point that runs calls (reference §4.1, §4.2, §4.6).
+//! The agent: the entry point that runs calls (docs/fn-compatibility.md, "Agent").
 //!
 //! `submit` checks the call can ever fit, then either runs it cold (`default`: one container
 //! per call) or finds it a hot container through the slot queue of its slot key. The call's

@@ -116,7 +116,8 @@ impl CallSpec {
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Environment every container of this call's function gets (reference §3.2).
+    /// Environment every container of this call's function gets (docs/fn-compatibility.md, "Function
+    /// formats and environment").
     pub fn base_env(&self) -> Vec<String> {
         let mut env: Vec<String> = self
             .config

@@ -1,4 +1,5 @@
-//! Agent configuration read from `FN_*` environment variables, with Fn's defaults (reference §8).
+//! Agent configuration read from `FN_*` environment variables, with Fn's defaults
+//! (docs/fn-compatibility.md, "Configuration").
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -47,7 +47,8 @@ pub trait DataAccess: Send + Sync + 'static {
     async fn route(&self, app_id: &str, path: &str) -> Result<Route, Error>;
     /// The trigger of an app with this type and source.
     async fn trigger_by_source(&self, app_id: &str, trigger_type: &str, source: &str) -> Result<Trigger, Error>;
-    /// Durably queues an async call (and records it as `queued`); returns once both are stored.
+    /// Durably queues an async call, then records it as `queued` unless a record exists; returns once the
+    /// queue message is stored (a record that cannot be written then is written by the runner).
     async fn enqueue(&self, call: &QueuedCall) -> Result<(), Error>;
     /// Takes the next queued call, waiting up to `wait` for one.
     async fn dequeue(&self, wait: Duration) -> Result<Option<Delivery>, Error>;

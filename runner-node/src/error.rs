@@ -1,5 +1,6 @@
 //! The agent's one error type. Each variant knows the HTTP status and the message Fn shows for it
-//! (see the error table in the reference, §2.5), so transports can render it without a lookup.
+//! (the error table in docs/fn-compatibility.md, "Invoke paths"), so transports can render it without a
+//! lookup.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Memory and CPU tokens (reference §4.3, HEAD semantics: no sync/async split).
+//! Memory and CPU tokens (one pool, no sync/async split: docs/fn-compatibility.md, "Agent").
 //!
 //! Every container holds a token for its whole life: memory + tmpfs bytes and mCPU. Capacity is
 //! what the node has (meminfo, cgroup limits, minus headroom) capped by the configured maxima.

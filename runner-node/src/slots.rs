@@ -1,5 +1,5 @@
 //! Hot slots: per slot key, a LIFO stack of idle containers and the counters that decide when
-//! to start another one (reference §4.2).
+//! to start another one (docs/fn-compatibility.md, "Agent").
 //!
 //! A waiting call takes the most recently idle container. If there is none, it asks for a
 //! launch only while waiting calls outnumber idle plus starting containers; the container it

@@ -5,8 +5,11 @@
 //! made, and which errors a caller may see. It knows nothing of HTTP servers, SQL or Docker: transports
 //! render [`Error`] and storage persists the models, each in its own crate.
 //!
-//! Parse, don't validate: the constructors (`App::new`, `Fn::new`, ...) and merges (`App::apply`, ...)
-//! are the only ways to obtain a model, and they run every check, so a model in hand is a valid one.
+//! Parse, don't validate: what a client sends arrives as an `*Input` and becomes a model only through the
+//! constructors (`App::new`, `Func::new`, ...) and merges (`App::apply`, ...), which run every check. Models
+//! also have public fields and deserialise, so the store (loading rows it wrote) and the hybrid API
+//! (receiving models from the API node) rebuild them without re-checking: they only carry models that
+//! passed those checks. Code that builds a model field by field (tests, call records) must keep it valid.
 
 #![warn(missing_docs)]
 

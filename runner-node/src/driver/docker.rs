@@ -1,4 +1,4 @@
-//! The Docker driver on bollard (reference §4.4).
+//! The Docker driver on bollard (docs/fn-compatibility.md, "Agent").
 
 use std::collections::HashMap;
 

@@ -1,8 +1,8 @@
 //! The invoke endpoints' one error type, and how it is rendered in each path's body shape.
 //!
 //! `/r/` answers in the v1 shape `{"error":{"message":"..."}}`, `/invoke` and `/t/` in the v2 shape
-//! `{"message":"..."}` (reference §2.5). Every error response carries the call's `Fn-Call-Id`, and
-//! "server too busy" answers carry `Retry-After: 15`.
+//! `{"message":"..."}` (docs/fn-compatibility.md, "Invoke paths"). Every error response carries the
+//! call's `Fn-Call-Id`, and "server too busy" answers carry `Retry-After: 15`.
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;

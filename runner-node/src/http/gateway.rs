@@ -1,4 +1,4 @@
-//! Fn's "gateway" mapping for HTTP triggers (reference §2.5, `/t/`).
+//! Fn's "gateway" mapping for HTTP triggers (docs/fn-compatibility.md, "Invoke paths").
 //!
 //! Request: every header but `Content-Type` travels as `Fn-Http-H-<Name>`, plus `Fn-Http-Method`,
 //! `Fn-Http-Request-Url` and `Fn-Intent: httprequest`. Response: only `Content-Type`, `Fn-Call-Id`

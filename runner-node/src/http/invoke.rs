@@ -1,4 +1,4 @@
-//! `POST /invoke/{fn_id}`: v2 fns (reference §2.5).
+//! `POST /invoke/{fn_id}`: v2 fns (docs/fn-compatibility.md, "Invoke paths").
 //!
 //! Fn, then its app. Request headers pass through; the function's response headers come back
 //! (hop-by-hop removed) with `Fn-Call-Id`. `Fn-Invoke-Type: detached` queues the call and answers

@@ -129,7 +129,7 @@ fn merged_config(app: &App, own: &shared::Config) -> BTreeMap<String, String> {
     config
 }
 
-/// Annotations change the container (reference §4.2 slot key), so they are part of the key.
+/// Annotations change the container (docs/fn-compatibility.md, "Agent"), so they are part of the key.
 fn annotation_keys(spec: &mut CallSpec, annotations: &shared::Annotations) {
     for (k, v) in annotations.as_map() {
         spec.extra_key

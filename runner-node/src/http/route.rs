@@ -1,4 +1,4 @@
-//! `/r/{app}/{route...}`: v1 routes, any method (reference §2.5).
+//! `/r/{app}/{route...}`: v1 routes, any method (docs/fn-compatibility.md, "Invoke paths").
 //!
 //! App by name, route by cleaned path; the route's headers and `Fn-Call-Id` go on every answer.
 //! Async routes are queued (202 `{"call_id"}` once stored); sync routes run and their buffered
@@ -13,7 +13,7 @@ use super::request::{accepted, append_headers, clean_path, route_spec, Incoming}
 use super::{InvokeState, CALL_ID_HEADER};
 use crate::protocol::strip_hop_headers;
 
-/// Content type that turns a call into a CloudEvent (reference §2.5 step 3).
+/// Content type that turns a call into a CloudEvent (docs/fn-compatibility.md, "Invoke paths").
 const CLOUDEVENT_TYPE: &str = "application/cloudevents+json";
 
 /// Serves one `/r/` request.

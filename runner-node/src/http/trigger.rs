@@ -1,4 +1,5 @@
-//! `/t/{app}/{source...}`: HTTP triggers, any method, with Fn's gateway mapping (reference §2.5).
+//! `/t/{app}/{source...}`: HTTP triggers, any method, with Fn's gateway mapping
+//! (docs/fn-compatibility.md, "Invoke paths").
 //!
 //! App by name, trigger by `(app, "http", source)`, then its fn. Headers are wrapped on the way
 //! in and unwrapped on the way out ([`super::gateway`]). Errors use the v2 shape. A trigger annotated

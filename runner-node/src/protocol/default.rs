@@ -13,7 +13,8 @@ use crate::driver::{Attached, Output};
 use crate::error::AgentError;
 use crate::recorder::LogBuffer;
 
-/// Per-call environment of a cold container (reference §3.2), added to the base environment.
+/// Per-call environment of a cold container, added to the base environment (docs/fn-compatibility.md,
+/// "Function formats and environment").
 /// Header names keep Go's canonical form (`FN_HEADER_Content-Type`), as Fn does.
 pub(crate) fn call_env(call: &CallSpec, deadline: DateTime<Utc>) -> Vec<String> {
     let mut env = vec![

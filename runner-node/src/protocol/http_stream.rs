@@ -1,5 +1,5 @@
 //! http-stream: HTTP/1.1 over the unix socket `lsnr.sock` that the function opens in a
-//! directory bind-mounted at `/tmp/iofs` (reference §3.3).
+//! directory bind-mounted at `/tmp/iofs` (docs/fn-compatibility.md, "Function formats and environment").
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};

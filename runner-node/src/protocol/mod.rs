@@ -1,4 +1,5 @@
-//! How one call crosses into a container, per format (reference §3.1, §3.3).
+//! How one call crosses into a container, per format (docs/fn-compatibility.md, "Function formats and
+//! environment").
 //!
 //! - [`default`]: cold, body on stdin, response on stdout, one container per call;
 //! - [`http`]: hot, one HTTP/1.1 exchange per call over the attached stdin/stdout;

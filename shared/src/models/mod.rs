@@ -3,7 +3,8 @@
 //! Each model comes with an `*Input` type: what a client may send, every field optional and unchecked.
 //! `Model::new(input)` applies Fn's defaults and validation; `model.apply(input)` merges an update the way
 //! Fn does (empty config values, empty header lists and `""`/`null` annotations delete a key) and validates
-//! the merged result. A model is therefore always valid; the store only persists and loads them.
+//! the merged result. Client input reaches a model only through these; the store and the hybrid API
+//! rebuild models by deserialising what was stored or sent, without re-checking.
 
 mod annotations;
 mod app;

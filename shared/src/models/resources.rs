@@ -77,7 +77,8 @@ impl<'de> Deserialize<'de> for MilliCpus {
     }
 }
 
-/// How a request crosses into the function's container (reference §3.1, §3.3).
+/// How a request crosses into the function's container (docs/fn-compatibility.md, "Function formats and
+/// environment").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Format {
     /// Cold: one container per call, body on stdin, response on stdout.
