@@ -1,7 +1,8 @@
 //! v1 handlers: apps by name and their routes, with Fn's message-wrapped bodies and wrapped errors.
 //!
 //! Quirk fixed on purpose: Fn's `GET /v1/apps/{app}/routes/{route}` matched a single segment, so nested
-//! routes could not be read; here every route method takes the whole tail (`/a/b/c`).
+//! routes could not be read; here every route method takes the whole tail (`/a/b/c`). The tail may be
+//! percent-encoded, slashes included (`%2Fa%2Fb`), as Fn's Go client sends it.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -159,9 +160,19 @@ pub async fn create_route(st: web::Data<AppState>, req: HttpRequest, body: web::
     Ok(message("Route successfully created", json!({ "route": stored })))
 }
 
-/// The route path from the URL tail, cleaned like Go's `path.Clean`.
+/// The `{route}` URL tail, for percent-decoding it.
+#[derive(Deserialize)]
+struct RouteTail {
+    route: String,
+}
+
+/// The route path from the URL tail, percent-decoded and cleaned like Go's `path.Clean`. Fn's Go client
+/// sends the path encoded with its leading slash (`/routes/%2Fhello`), and actix keeps `%2F` encoded
+/// while matching, so the tail is decoded here: `%2Fhello`, `hello`, `%2Fa%2Fb` and `a%2Fb` all name
+/// the route they spell once decoded.
 fn route_path(req: &HttpRequest) -> String {
-    clean_path(&format!("/{}", segment(req, "route")))
+    let tail = req.match_info().load::<RouteTail>().map(|t| t.route).unwrap_or_else(|_| segment(req, "route"));
+    clean_path(&format!("/{tail}"))
 }
 
 /// `GET /v1/apps/{app}/routes/{path...}`
