@@ -541,6 +541,21 @@ async fn go_client_v1_routes(b: Backend) {
     // An encoded percent sign stays a percent sign: `%252F` is the literal text `%2F`, not a slash.
     let r = go_req(&n, "GET", "/v1/apps/goapp/routes/a%252Fb", None).await;
     assert_eq!((r.status, r.message().as_str()), (404, "Route not found"));
+    // A decoded path no route can have names none, on every store, and cannot be created.
+    for tail in ["%00", "%2F%00", "%FF", "a%2F%0A", "%2Fa%3Fb"] {
+        let r = go_req(&n, "GET", &format!("/v1/apps/goapp/routes/{tail}"), None).await;
+        assert_eq!((r.status, r.message().as_str()), (404, "Route not found"), "{tail}");
+        let r = go_req(&n, "DELETE", &format!("/v1/apps/goapp/routes/{tail}"), None).await;
+        assert_eq!((r.status, r.message().as_str()), (404, "Route not found"), "{tail}");
+        let r = go_req(&n, "PATCH", &format!("/v1/apps/goapp/routes/{tail}"), Some(&go_route_body("", ""))).await;
+        assert_eq!((r.status, r.message().as_str()), (404, "Route not found"), "{tail}");
+    }
+    for tail in ["%00", "%2F%00", "a%2F%0A", "%2Fa%3Fb"] {
+        let r =
+            go_req(&n, "PUT", &format!("/v1/apps/goapp/routes/{tail}"), Some(&go_route_body("", r#""image":"i","#)))
+                .await;
+        assert_eq!((r.status, r.message().as_str()), (400, "Path malformed"), "{tail}");
+    }
 
     let paths: Vec<String> = go_req(&n, "GET", "/v1/apps/goapp/routes", None).await.json()["routes"]
         .as_array()
