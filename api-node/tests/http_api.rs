@@ -618,6 +618,12 @@ async fn go_client_v2_objects(b: Backend) {
     );
     let r = go_req(&n, "POST", "/v2/triggers", Some(&body)).await;
     assert_eq!((r.status, r.message().as_str()), (400, "Trigger Created At Provided for Create"));
+    // Anything else must be a time, as for Go's `strfmt.DateTime`.
+    let body = format!(
+        r#"{{"app_id":"{app_id}","created_at":"yesterday","fn_id":"{fn_id}","name":"t2","source":"/t2","type":"http"}}"#
+    );
+    let r = go_req(&n, "POST", "/v2/triggers", Some(&body)).await;
+    assert_eq!((r.status, r.message().as_str()), (400, "Invalid JSON"));
     n.shutdown().await;
 }
 
