@@ -25,6 +25,8 @@ per_backend!(
     v2_triggers,
     v1_apps,
     v1_routes,
+    go_client_v1_routes,
+    go_client_v2_objects,
     v1_calls_and_logs,
     v2_calls_and_logs,
     body_errors,
@@ -459,6 +461,169 @@ async fn v1_routes(b: Backend) {
     assert_eq!((r.status, r.json()), (200, json!({"message": "Route deleted"})));
     let r = n.req("DELETE", "/v1/apps/putapp/routes/a/b/c", None).await;
     assert_eq!((r.status, r.message().as_str()), (404, "Route not found"));
+    n.shutdown().await;
+}
+
+// ---- Fn's Go client -----------------------------------------------------------------------------
+
+/// Headers Fn's Go client (fn_go, go-openapi runtime) sends besides `Content-Type: application/json`.
+const GO_HEADERS: &[(&str, &str)] = &[("accept", "application/json"), ("user-agent", "Go-http-client/1.1")];
+
+/// Go's zero `time.Time` as go-openapi's `strfmt.DateTime` writes it: what the Go client sends for every
+/// timestamp it did not set.
+const GO_ZERO: &str = "0001-01-01T00:00:00.000Z";
+
+/// Sends `body` exactly as given (Go's `json.Encoder` ends it with a newline), with the Go client's headers.
+async fn go_req(n: &Node, method: &str, path: &str, body: Option<&str>) -> common::Resp {
+    n.raw(method, path, body.map(|b| format!("{b}\n").into_bytes()), GO_HEADERS).await
+}
+
+/// A v1 route body as fn_go's `models.RouteWrapper` marshals it: every map present, zero timestamps.
+fn go_route_body(path: &str, extra: &str) -> String {
+    format!(
+        r#"{{"route":{{"annotations":{{}},"config":{{}},"created_at":"{GO_ZERO}","headers":{{}},{extra}"path":"{path}","updated_at":"{GO_ZERO}"}}}}"#
+    )
+}
+
+async fn go_client_v1_routes(b: Backend) {
+    let n = node(b).await;
+    let app = format!(
+        r#"{{"app":{{"annotations":{{}},"config":{{}},"created_at":"{GO_ZERO}","name":"goapp","updated_at":"{GO_ZERO}"}}}}"#
+    );
+    let r = go_req(&n, "POST", "/v1/apps", Some(&app)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // The Go client puts the path, leading slash included, URL-encoded in the URL and in the body.
+    let body = go_route_body("/hello", r#""image":"fnproject/hello","#);
+    let r = go_req(&n, "PUT", "/v1/apps/goapp/routes/%2Fhello", Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.json()["message"].clone(), r.json()["route"]["path"].clone()),
+        (json!("Route successfully created"), json!("/hello"))
+    );
+    let created_at = r.json()["route"]["created_at"].clone();
+    assert_ne!(created_at, json!(GO_ZERO));
+    let r =
+        go_req(&n, "PUT", "/v1/apps/goapp/routes/%2Fhello", Some(&go_route_body("/hello", r#""memory":256,"#))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["message"], "Route successfully updated");
+    assert_eq!(
+        (r.json()["route"]["memory"].clone(), r.json()["route"]["created_at"].clone()),
+        (json!(256), created_at)
+    );
+    let r =
+        go_req(&n, "PATCH", "/v1/apps/goapp/routes/%2Fhello", Some(&go_route_body("/hello", r#""timeout":60,"#))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["route"]["timeout"], 60);
+    for url in ["/v1/apps/goapp/routes/%2Fhello", "/v1/apps/goapp/routes/%2fhello", "/v1/apps/goapp/routes/hello"] {
+        let r = go_req(&n, "GET", url, None).await;
+        assert_eq!((r.status, r.json()["route"]["path"].clone()), (200, json!("/hello")), "{url}: {}", r.text);
+        assert_eq!(r.json()["route"]["memory"], 256, "{url}");
+    }
+    let r = go_req(&n, "PUT", "/v1/apps/goapp/routes/%2Fhello", Some(&go_route_body("/other", ""))).await;
+    assert_eq!((r.status, r.message().as_str()), (409, "Could not update - path is immutable"));
+
+    // Nested paths, encoded whole or only in the middle, address the same route.
+    let r = go_req(
+        &n,
+        "PUT",
+        "/v1/apps/goapp/routes/%2Fa%2Fb",
+        Some(&go_route_body("/a/b", r#""image":"fnproject/hello","#)),
+    )
+    .await;
+    assert_eq!((r.status, r.json()["route"]["path"].clone()), (200, json!("/a/b")), "{}", r.text);
+    for url in ["/v1/apps/goapp/routes/%2Fa%2Fb", "/v1/apps/goapp/routes/a%2Fb", "/v1/apps/goapp/routes/a/b"] {
+        let r = go_req(&n, "GET", url, None).await;
+        assert_eq!((r.status, r.json()["route"]["path"].clone()), (200, json!("/a/b")), "{url}: {}", r.text);
+    }
+    let r = go_req(&n, "PATCH", "/v1/apps/goapp/routes/a%2Fb", Some(&go_route_body("/a/b", r#""memory":512,"#))).await;
+    assert_eq!((r.status, r.json()["route"]["memory"].clone()), (200, json!(512)), "{}", r.text);
+    // An encoded percent sign stays a percent sign: `%252F` is the literal text `%2F`, not a slash.
+    let r = go_req(&n, "GET", "/v1/apps/goapp/routes/a%252Fb", None).await;
+    assert_eq!((r.status, r.message().as_str()), (404, "Route not found"));
+    // A decoded path no route can have names none, on every store, and cannot be created.
+    for tail in ["%00", "%2F%00", "%FF", "a%2F%0A", "%2Fa%3Fb"] {
+        let r = go_req(&n, "GET", &format!("/v1/apps/goapp/routes/{tail}"), None).await;
+        assert_eq!((r.status, r.message().as_str()), (404, "Route not found"), "{tail}");
+        let r = go_req(&n, "DELETE", &format!("/v1/apps/goapp/routes/{tail}"), None).await;
+        assert_eq!((r.status, r.message().as_str()), (404, "Route not found"), "{tail}");
+        let r = go_req(&n, "PATCH", &format!("/v1/apps/goapp/routes/{tail}"), Some(&go_route_body("", ""))).await;
+        assert_eq!((r.status, r.message().as_str()), (404, "Route not found"), "{tail}");
+    }
+    for tail in ["%00", "%2F%00", "a%2F%0A", "%2Fa%3Fb"] {
+        let r =
+            go_req(&n, "PUT", &format!("/v1/apps/goapp/routes/{tail}"), Some(&go_route_body("", r#""image":"i","#)))
+                .await;
+        assert_eq!((r.status, r.message().as_str()), (400, "Path malformed"), "{tail}");
+    }
+
+    let paths: Vec<String> = go_req(&n, "GET", "/v1/apps/goapp/routes", None).await.json()["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(paths, ["/a/b", "/hello"]);
+    for url in ["/v1/apps/goapp/routes/%2Fa%2Fb", "/v1/apps/goapp/routes/%2Fhello"] {
+        let r = go_req(&n, "DELETE", url, None).await;
+        assert_eq!((r.status, r.json()), (200, json!({"message": "Route deleted"})), "{url}");
+        assert_eq!(go_req(&n, "GET", url, None).await.status, 404, "{url}");
+    }
+    n.shutdown().await;
+}
+
+async fn go_client_v2_objects(b: Backend) {
+    let n = node(b).await;
+    let zeros = format!(r#""created_at":"{GO_ZERO}","updated_at":"{GO_ZERO}""#);
+    let r =
+        go_req(&n, "POST", "/v2/apps", Some(&format!(r#"{{"annotations":{{}},"config":{{}},{zeros},"name":"gov2"}}"#)))
+            .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let app_id = r.json()["id"].as_str().unwrap().to_string();
+    assert_ne!(r.json()["created_at"], json!(GO_ZERO));
+    let body = format!(r#"{{"annotations":{{}},"config":{{"A":"1"}},{zeros},"name":"gov2"}}"#);
+    let r = go_req(&n, "PUT", &format!("/v2/apps/{app_id}"), Some(&body)).await;
+    assert_eq!((r.status, r.json()["config"].clone()), (200, json!({"A": "1"})), "{}", r.text);
+
+    let body = format!(
+        r#"{{"annotations":{{}},"app_id":"{app_id}","config":{{}},{zeros},"image":"fnproject/hello","name":"gofn"}}"#
+    );
+    let r = go_req(&n, "POST", "/v2/fns", Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let fn_id = r.json()["id"].as_str().unwrap().to_string();
+    let body =
+        format!(r#"{{"annotations":{{}},"app_id":"{app_id}","config":{{}},{zeros},"id":"{fn_id}","memory":256}}"#);
+    let r = go_req(&n, "PUT", &format!("/v2/fns/{fn_id}"), Some(&body)).await;
+    assert_eq!((r.status, r.json()["memory"].clone()), (200, json!(256)), "{}", r.text);
+
+    // Fn answered 400 "Trigger Created At Provided for Create" to this body.
+    let body = format!(
+        r#"{{"annotations":{{}},"app_id":"{app_id}",{zeros},"fn_id":"{fn_id}","name":"gotrig","source":"/go","type":"http"}}"#
+    );
+    let r = go_req(&n, "POST", "/v2/triggers", Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t = r.json();
+    let tid = t["id"].as_str().unwrap().to_string();
+    assert_ne!((t["created_at"].clone(), t["updated_at"].clone()), (json!(GO_ZERO), json!(GO_ZERO)));
+    let body = format!(
+        r#"{{"annotations":{{}},"app_id":"{app_id}",{zeros},"fn_id":"{fn_id}","id":"{tid}","name":"gotrig","source":"/go2","type":"http"}}"#
+    );
+    let r = go_req(&n, "PUT", &format!("/v2/triggers/{tid}"), Some(&body)).await;
+    assert_eq!((r.status, r.json()["source"].clone()), (200, json!("/go2")), "{}", r.text);
+    assert_eq!(r.json()["created_at"], t["created_at"], "an update keeps the stored creation time");
+
+    // A timestamp that is really set is still refused on create.
+    let body = format!(
+        r#"{{"app_id":"{app_id}","created_at":"2018-06-25T10:11:12.000Z","fn_id":"{fn_id}","name":"t2","source":"/t2","type":"http"}}"#
+    );
+    let r = go_req(&n, "POST", "/v2/triggers", Some(&body)).await;
+    assert_eq!((r.status, r.message().as_str()), (400, "Trigger Created At Provided for Create"));
+    // Anything else must be a time, as for Go's `strfmt.DateTime`.
+    let body = format!(
+        r#"{{"app_id":"{app_id}","created_at":"yesterday","fn_id":"{fn_id}","name":"t2","source":"/t2","type":"http"}}"#
+    );
+    let r = go_req(&n, "POST", "/v2/triggers", Some(&body)).await;
+    assert_eq!((r.status, r.message().as_str()), (400, "Invalid JSON"));
     n.shutdown().await;
 }
 

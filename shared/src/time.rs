@@ -43,6 +43,29 @@ impl DateTime {
     pub fn unix_millis(&self) -> i64 {
         self.0.timestamp_millis()
     }
+
+    /// Whether this is Go's zero `time.Time` (`0001-01-01T00:00:00Z`), which Go clients send for a
+    /// timestamp they never set.
+    pub fn is_go_zero(&self) -> bool {
+        self.unix_millis() == GO_ZERO_UNIX_MILLIS
+    }
+}
+
+/// Go's zero `time.Time` in milliseconds since the Unix epoch.
+const GO_ZERO_UNIX_MILLIS: i64 = -62_135_596_800_000;
+
+/// Deserialises a timestamp a client sent in a create or update body. Absent, `null`, `""` and Go's zero
+/// time all mean "not set": Fn's Go client (go-openapi `strfmt.DateTime`) always sends every timestamp
+/// field, as `0001-01-01T00:00:00.000Z` when unset. Any other value must be a valid RFC3339 time.
+/// Use with `#[serde(default, deserialize_with = "crate::time::optional_input")]`.
+pub fn optional_input<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime>, D::Error> {
+    match Option::<String>::deserialize(d)?.as_deref() {
+        None | Some("") => Ok(None),
+        Some(s) => {
+            let t = DateTime::parse(s).ok_or_else(|| serde::de::Error::custom(format!("invalid timestamp {s:?}")))?;
+            Ok((!t.is_go_zero()).then_some(t))
+        }
+    }
 }
 
 impl fmt::Display for DateTime {
@@ -77,5 +100,35 @@ mod tests {
         assert!(DateTime::parse("yesterday").is_none());
         let now = DateTime::now();
         assert_eq!(DateTime::parse(&now.to_string()), Some(now));
+    }
+
+    #[derive(Deserialize)]
+    struct Input {
+        #[serde(default, deserialize_with = "optional_input")]
+        at: Option<DateTime>,
+    }
+
+    fn input_at(json: &str) -> Result<Option<String>, serde_json::Error> {
+        serde_json::from_str::<Input>(json).map(|i| i.at.map(|t| t.to_string()))
+    }
+
+    #[test]
+    fn input_timestamps_treat_go_zero_time_as_absent() {
+        for unset in [
+            r#"{}"#,
+            r#"{"at":null}"#,
+            r#"{"at":""}"#,
+            r#"{"at":"0001-01-01T00:00:00.000Z"}"#,
+            r#"{"at":"0001-01-01T00:00:00Z"}"#,
+        ] {
+            assert_eq!(input_at(unset).unwrap(), None, "{unset}");
+        }
+        assert_eq!(
+            input_at(r#"{"at":"0001-01-01T00:00:00.001Z"}"#).unwrap().as_deref(),
+            Some("0001-01-01T00:00:00.001Z")
+        );
+        assert_eq!(input_at(r#"{"at":"2018-06-25T10:11:12Z"}"#).unwrap().as_deref(), Some("2018-06-25T10:11:12.000Z"));
+        assert!(input_at(r#"{"at":"yesterday"}"#).is_err());
+        assert!(input_at(r#"{"at":1}"#).is_err());
     }
 }

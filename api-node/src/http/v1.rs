@@ -1,12 +1,13 @@
 //! v1 handlers: apps by name and their routes, with Fn's message-wrapped bodies and wrapped errors.
 //!
 //! Quirk fixed on purpose: Fn's `GET /v1/apps/{app}/routes/{route}` matched a single segment, so nested
-//! routes could not be read; here every route method takes the whole tail (`/a/b/c`).
+//! routes could not be read; here every route method takes the whole tail (`/a/b/c`). The tail may be
+//! percent-encoded, slashes included (`%2Fa%2Fb`), as Fn's Go client sends it.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::{clean_path, App, AppInput, Error, Route, RouteInput};
+use shared::{check_path, clean_path, App, AppInput, Error, Route, RouteInput};
 
 use super::{param, query, read_json, segment, ApiError, AppState, WithVersion};
 use crate::datastore::{AppFilter, RouteFilter, StoreError};
@@ -159,15 +160,32 @@ pub async fn create_route(st: web::Data<AppState>, req: HttpRequest, body: web::
     Ok(message("Route successfully created", json!({ "route": stored })))
 }
 
-/// The route path from the URL tail, cleaned like Go's `path.Clean`.
-fn route_path(req: &HttpRequest) -> String {
-    clean_path(&format!("/{}", segment(req, "route")))
+/// The `{route}` URL tail, for percent-decoding it.
+#[derive(Deserialize)]
+struct RouteTail {
+    route: String,
+}
+
+/// The route path from the URL tail, percent-decoded, checked and cleaned like Go's `path.Clean`. Fn's Go
+/// client sends the path encoded with its leading slash (`/routes/%2Fhello`), and actix keeps `%2F` encoded
+/// while matching, so the tail is decoded here: `%2Fhello`, `hello`, `%2Fa%2Fb` and `a%2Fb` all name the
+/// route they spell once decoded. A decoded path no route can have (a control character, `?`, a bad
+/// escape) is refused as a route path would be on create.
+fn route_path(req: &HttpRequest) -> Result<String, Error> {
+    let tail = req.match_info().load::<RouteTail>().map(|t| t.route).unwrap_or_else(|_| segment(req, "route"));
+    check_path(&format!("/{tail}"))
+}
+
+/// The path of an existing route the URL names: a path no route can have names none, answered without
+/// asking the store (PostgreSQL refuses NUL bytes outright).
+fn existing_route_path(req: &HttpRequest) -> Result<String, ApiError> {
+    route_path(req).map_err(|_| Error::RouteNotFound).v1()
 }
 
 /// `GET /v1/apps/{app}/routes/{path...}`
 pub async fn get_route(st: web::Data<AppState>, req: HttpRequest) -> Reply {
     let app = app_by_name(&st, &req).await?;
-    let route = st.store.get_route(&app.id, &route_path(&req)).await.v1()?;
+    let route = st.store.get_route(&app.id, &existing_route_path(&req)?).await.v1()?;
     Ok(message("Successfully loaded route", json!({ "route": route })))
 }
 
@@ -175,7 +193,7 @@ pub async fn get_route(st: web::Data<AppState>, req: HttpRequest) -> Reply {
 pub async fn put_route(st: web::Data<AppState>, req: HttpRequest, body: web::Payload) -> Reply {
     let body: RouteBody = read_json(&st, &req, body).await.v1()?;
     let mut input = body.route.ok_or(Error::MissingNewRoute).v1()?;
-    let path = route_path(&req);
+    let path = route_path(&req).v1()?;
     if input.path.as_deref().is_some_and(|p| !p.is_empty() && clean_path(p) != path) {
         return Err(super::ApiVersion::V1.err(Error::RoutePathImmutable));
     }
@@ -201,14 +219,14 @@ pub async fn patch_route(st: web::Data<AppState>, req: HttpRequest, body: web::P
     let app = app_by_name(&st, &req).await?;
     let body: RouteBody = read_json(&st, &req, body).await.v1()?;
     let input = body.route.ok_or(Error::MissingNewRoute).v1()?;
-    let updated = st.store.update_route(&app.id, &route_path(&req), input).await.v1()?;
+    let updated = st.store.update_route(&app.id, &existing_route_path(&req)?, input).await.v1()?;
     Ok(message("Route successfully updated", json!({ "route": updated })))
 }
 
 /// `DELETE /v1/apps/{app}/routes/{path...}`
 pub async fn delete_route(st: web::Data<AppState>, req: HttpRequest) -> Reply {
     let app = app_by_name(&st, &req).await?;
-    st.store.remove_route(&app.id, &route_path(&req)).await.v1()?;
+    st.store.remove_route(&app.id, &existing_route_path(&req)?).await.v1()?;
     Ok(message("Route deleted", json!({})))
 }
 

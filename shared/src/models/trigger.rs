@@ -73,12 +73,12 @@ pub struct TriggerInput {
     /// On update, `""` or `null` deletes a key.
     #[serde(default)]
     pub annotations: Option<BTreeMap<String, Value>>,
-    /// Must be absent on create.
-    #[serde(default)]
-    pub created_at: Option<Value>,
-    /// Must be absent on create.
-    #[serde(default)]
-    pub updated_at: Option<Value>,
+    /// Must be unset on create (Go's zero time counts as unset).
+    #[serde(default, deserialize_with = "crate::time::optional_input")]
+    pub created_at: Option<DateTime>,
+    /// Must be unset on create (Go's zero time counts as unset).
+    #[serde(default, deserialize_with = "crate::time::optional_input")]
+    pub updated_at: Option<DateTime>,
 }
 
 impl Trigger {
@@ -88,10 +88,10 @@ impl Trigger {
         if non_empty(&input.id).is_some() {
             return Err(Error::TriggerIdProvided);
         }
-        if input.created_at.as_ref().is_some_and(|v| !v.is_null()) {
+        if input.created_at.is_some() {
             return Err(Error::TriggerCreatedAtProvided);
         }
-        if input.updated_at.as_ref().is_some_and(|v| !v.is_null()) {
+        if input.updated_at.is_some() {
             return Err(Error::TriggerUpdatedAtProvided);
         }
         let name = input.name.clone().unwrap_or_default();
@@ -202,6 +202,10 @@ mod tests {
         assert_eq!(bad(json!({"id": "x"})), Error::TriggerIdProvided);
         assert_eq!(bad(json!({"created_at": "2018-01-01T00:00:00Z"})), Error::TriggerCreatedAtProvided);
         assert_eq!(bad(json!({"updated_at": "2018-01-01T00:00:00Z"})), Error::TriggerUpdatedAtProvided);
+        let mut go = ok.clone();
+        go["created_at"] = json!("0001-01-01T00:00:00.000Z");
+        go["updated_at"] = json!("0001-01-01T00:00:00.000Z");
+        assert!(Trigger::new(input(go)).is_ok(), "Go's zero time means unset");
         assert_eq!(bad(json!({"name": ""})), Error::TriggerMissingName);
         assert_eq!(bad(json!({"name": "a.b"})), Error::TriggerInvalidName);
         assert_eq!(bad(json!({"name": "n".repeat(31)})), Error::TriggerNameTooLong);
