@@ -41,7 +41,7 @@ impl std::fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        runner_node::http::error::status_code(&self.error)
     }
 
     fn error_response(&self) -> HttpResponse {

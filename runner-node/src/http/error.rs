@@ -16,13 +16,17 @@ use crate::error::AgentError;
 /// `error` as an HTTP answer in `shape`: Fn's status, message, content type and `Retry-After`.
 /// Logging the cause is the caller's business; the body never shows it.
 pub fn respond(error: &(impl ErrorReply + ?Sized), shape: Shape) -> HttpResponse {
-    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = HttpResponse::build(status);
+    let mut resp = HttpResponse::build(status_code(error));
     if let Some(secs) = error.retry_after() {
         resp.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
     }
     resp.content_type(ERROR_CONTENT_TYPE)
         .body(error.body(shape).to_string())
+}
+
+/// `error`'s status for actix (500 should a status be out of range).
+pub fn status_code(error: &(impl ErrorReply + ?Sized)) -> StatusCode {
+    StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// Everything an invoke request can fail with.
