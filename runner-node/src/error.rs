@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use shared::error::ErrorReply;
+
 /// Everything that can go wrong while running a call.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AgentError {
@@ -113,10 +115,10 @@ impl AgentError {
         }
     }
 
-    /// `Retry-After` to send with the error, for the "server too busy" family.
+    /// `Retry-After` to send with the error (the "server too busy" family), by the one rule of
+    /// [`ErrorReply::retry_after`].
     pub fn retry_after(&self) -> Option<Duration> {
-        matches!(self, AgentError::TooBusy | AgentError::ShuttingDown)
-            .then_some(Duration::from_secs(15))
+        ErrorReply::retry_after(self).map(|secs| Duration::from_secs(secs.into()))
     }
 
     /// Maps a container's exit to Fn's error: 0 is fine, 137 or an OOM kill is "out of memory".
@@ -127,6 +129,15 @@ impl AgentError {
             137 => Some(AgentError::OutOfMemory),
             n => Some(AgentError::ExitCode(n)),
         }
+    }
+}
+
+impl ErrorReply for AgentError {
+    fn status(&self) -> u16 {
+        AgentError::status(self)
+    }
+    fn message(&self) -> String {
+        AgentError::message(self)
     }
 }
 

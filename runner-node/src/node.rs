@@ -14,7 +14,8 @@ use shared::secret::{Secret, SecretUrl};
 use tokio::sync::watch;
 
 use crate::hybrid::{self, HybridSettings};
-use crate::http::{configure as invoke_routes, DataAccessRecorder, InvokeState};
+use crate::http::error::respond;
+use crate::http::{configure as invoke_routes, DataAccessRecorder, InvokeState, Shape};
 use crate::slow_clients::HttpTimeouts;
 use crate::{Agent, AgentConfig};
 
@@ -182,11 +183,11 @@ async fn not_served(req: HttpRequest) -> HttpResponse {
     for api in ["/v1", "/v2"] {
         if path == api || path.starts_with(&format!("{api}/")) {
             let message = format!("Invoking api {api}/ requests is not supported on nodes configured as type Runner");
-            let body = if api == "/v2" { json!({"message": message}) } else { json!({"error": {"message": message}}) };
-            return HttpResponse::BadRequest().json(body);
+            let shape = if api == "/v2" { Shape::V2 } else { Shape::V1 };
+            return respond(&shared::Error::BadRequest(message.into()), shape);
         }
     }
-    HttpResponse::NotFound().json(json!({"error": {"message": format!("Path not found: {path}")}}))
+    respond(&shared::Error::PathNotFound(path.to_string()), Shape::V1)
 }
 
 #[cfg(test)]

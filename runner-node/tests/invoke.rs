@@ -878,3 +878,40 @@ async fn absurd_deadline_and_timeout_headers_do_not_panic() {
     }
     node.finish().await;
 }
+
+/// The invoke endpoints answer errors through the API node's renderer: Fn's content type on every error,
+/// and `Retry-After: 15` on every 503 (a queue that fails to take an async call included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_fn_content_type_and_every_503_says_when_to_retry() {
+    let node = serve(test_config("errrender")).await;
+    let f = node.add_fn("later", "echo", Format::HttpStream, json!({}));
+    node.add_route(
+        "/later",
+        "echo",
+        Format::HttpStream,
+        json!({"type": "async"}),
+    );
+
+    let r = node.post("/invoke/01NOPE", "x").await;
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (404, "application/json; charset=utf-8")
+    );
+    assert_eq!(r.header("retry-after"), "");
+    r.call_id();
+
+    node.data.set_fail_enqueue(true);
+    let detached = node
+        .req(reqwest::Method::POST, &format!("/invoke/{}", f.id))
+        .header("Fn-Invoke-Type", "detached");
+    for r in [
+        node.post("/r/myapp/later", "x").await,
+        Answer::from(detached.send().await.unwrap()).await,
+    ] {
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.header("content-type"), "application/json; charset=utf-8");
+        assert_eq!(r.header("retry-after"), "15");
+        r.call_id();
+    }
+    node.finish().await;
+}

@@ -296,17 +296,6 @@ impl Error {
         Error::Internal(cause.to_string())
     }
 
-    /// v1 (and `/r/`) body: `{"error":{"message":"..."}}`.
-    pub fn v1_body(&self) -> serde_json::Value {
-        serde_json::json!({ "error": { "message": self.message() } })
-    }
-
-    /// v2 body: `{"message":"..."}`. Fn's swagger documents the wrapped form, but Fn's server (and its
-    /// clients) use this flat one, so we do too.
-    pub fn v2_body(&self) -> serde_json::Value {
-        serde_json::json!({ "message": self.message() })
-    }
-
     /// Rebuilds an error from the status and message another node answered with (the hybrid API's
     /// clients), so a runner reports the API node's 404 "App not found" as the same error.
     pub fn from_wire(status: u16, message: &str) -> Error {
@@ -316,22 +305,74 @@ impl Error {
         if let Some(url) = message.strip_prefix("invalid syslog url: \"").and_then(|m| m.strip_suffix('"')) {
             return Error::InvalidSyslogUrl(url.to_string());
         }
-        match status {
-            404 => Error::PathNotFound(message.strip_prefix("Path not found: ").unwrap_or(message).to_string()),
-            503 => Error::Unavailable(message.to_string().into()),
-            400..=499 => Error::BadRequest(message.to_string().into()),
+        let method_path = message.strip_prefix("Method not allowed: ").and_then(|m| m.split_once(' '));
+        match (status, method_path) {
+            (405, Some((method, path))) => {
+                Error::MethodNotAllowed { method: method.to_string(), path: path.to_string() }
+            }
+            (404, _) => Error::PathNotFound(message.strip_prefix("Path not found: ").unwrap_or(message).to_string()),
+            (503, _) => Error::Unavailable(message.to_string().into()),
+            (400..=499, _) => Error::BadRequest(message.to_string().into()),
             _ => Error::Internal(format!("remote error {status}: {message}")),
         }
     }
+}
 
-    /// Seconds a client should wait before retrying: Fn sends `Retry-After: 15` with its 503s, and so do
-    /// we with every 503 (busy, or a dependency down).
-    pub fn retry_after(&self) -> Option<u32> {
-        (self.status() == 503).then_some(15)
+/// The two error body shapes Fn answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `{"error":{"message":"..."}}`: v1, `/r/`, and paths outside the APIs.
+    V1,
+    /// `{"message":"..."}`: v2, `/invoke`, `/t/`. Fn's swagger documents the wrapped form, but Fn's server
+    /// (and its clients) use this flat one, so we do too.
+    V2,
+}
+
+impl Shape {
+    /// `message` as a body of this shape.
+    pub fn body(self, message: &str) -> serde_json::Value {
+        match self {
+            Shape::V1 => serde_json::json!({ "error": { "message": message } }),
+            Shape::V2 => serde_json::json!({ "message": message }),
+        }
     }
 }
 
-/// Every variant without data, for [`Error::from_wire`].
+/// Content type of every error body, as Fn sends it.
+pub const ERROR_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+
+/// An error as a caller sees it: status, message, `Retry-After` and body. Every layer's error type
+/// implements it, so the transports render all of them one way (and in one place).
+pub trait ErrorReply {
+    /// The HTTP status Fn answers with.
+    fn status(&self) -> u16;
+
+    /// The message the caller sees; unexpected causes are never shown.
+    fn message(&self) -> String;
+
+    /// Seconds a client should wait before retrying: Fn sends `Retry-After: 15` with its 503s, and so do
+    /// we with every 503 (busy, shutting down, or a dependency down).
+    fn retry_after(&self) -> Option<u32> {
+        (self.status() == 503).then_some(15)
+    }
+
+    /// The body in `shape`.
+    fn body(&self, shape: Shape) -> serde_json::Value {
+        shape.body(&self.message())
+    }
+}
+
+impl ErrorReply for Error {
+    fn status(&self) -> u16 {
+        Error::status(self)
+    }
+    fn message(&self) -> String {
+        Error::message(self)
+    }
+}
+
+/// Every variant without data, for [`Error::from_wire`]. Kept by hand; the test `every_variant_survives_the_wire`
+/// fails when a variant is added without being listed here (or handled in `from_wire`).
 const FIXED: &[Error] = {
     use Error::*;
     &[
@@ -361,8 +402,8 @@ mod tests {
         assert_eq!(Error::FnAlreadyExists.status(), 409);
         assert_eq!(Error::InvalidCpus.status(), 400);
         assert_eq!(Error::ServerBusy.retry_after(), Some(15));
-        assert_eq!(Error::AppNotFound.v1_body().to_string(), r#"{"error":{"message":"App not found"}}"#);
-        assert_eq!(Error::AppNotFound.v2_body().to_string(), r#"{"message":"App not found"}"#);
+        assert_eq!(Error::AppNotFound.body(Shape::V1).to_string(), r#"{"error":{"message":"App not found"}}"#);
+        assert_eq!(Error::AppNotFound.body(Shape::V2).to_string(), r#"{"message":"App not found"}"#);
         let internal = Error::internal("disk on fire");
         assert_eq!(internal.status(), 500);
         assert_eq!(internal.message(), "internal server error");
@@ -379,5 +420,116 @@ mod tests {
         assert_eq!(Error::from_wire(503, "db down").status(), 503);
         assert_eq!(Error::from_wire(418, "teapot"), Error::BadRequest("teapot".into()));
         assert_eq!(Error::from_wire(502, "x").status(), 500);
+    }
+
+    /// Position of `e`'s variant. No wildcard: a new variant does not compile until it gets the next number
+    /// here, and then `every_variant_survives_the_wire` fails until it is in [`FIXED`] or in `with_data`.
+    fn variant_index(e: &Error) -> usize {
+        use Error::*;
+        match e {
+            InvalidJson => 0,
+            RequestTooLarge => 1,
+            NotAcceptable => 2,
+            MissingNewApp => 3,
+            MissingAppName => 4,
+            AppMissingName => 5,
+            AppNameTooLong => 6,
+            AppInvalidName => 7,
+            AppIdProvided => 8,
+            AppIdMismatch => 9,
+            AppNotFound => 10,
+            AppAlreadyExists => 11,
+            NameImmutable => 12,
+            MissingNewRoute => 13,
+            RouteMissingApp => 14,
+            RouteMissingPath => 15,
+            RoutePathMalformed => 16,
+            RouteDynamicPath => 17,
+            RouteInvalidPath => 18,
+            RoutePathTooLong => 19,
+            RoutePathImmutable => 20,
+            RouteMissingImage => 21,
+            RouteInvalidType => 22,
+            RouteInvalidFormat => 23,
+            RouteInvalidTimeout => 24,
+            RouteInvalidIdleTimeout => 25,
+            RouteAlreadyExists => 26,
+            RouteNotFound => 27,
+            InvalidMemory => 28,
+            InvalidCpus => 29,
+            FnIdProvided => 30,
+            FnMissingName => 31,
+            FnNameTooLong => 32,
+            FnInvalidName => 33,
+            FnMissingAppId => 34,
+            FnMissingImage => 35,
+            FnInvalidTimeout => 36,
+            FnInvalidIdleTimeout => 37,
+            FnInvalidFormat => 38,
+            FnIdMismatch => 39,
+            FnAlreadyExists => 40,
+            FnNotFound => 41,
+            TriggerIdProvided => 42,
+            TriggerCreatedAtProvided => 43,
+            TriggerUpdatedAtProvided => 44,
+            TriggerMissingName => 45,
+            TriggerNameTooLong => 46,
+            TriggerInvalidName => 47,
+            TriggerMissingAppId => 48,
+            TriggerMissingFnId => 49,
+            TriggerFnNotInApp => 50,
+            TriggerTypeUnsupported => 51,
+            TriggerMissingSource => 52,
+            TriggerSourceNoSlash => 53,
+            TriggerSourceTooLong => 54,
+            TriggerIdMismatch => 55,
+            TriggerAppImmutable => 56,
+            TriggerAlreadyExists => 57,
+            TriggerSourceExists => 58,
+            TriggerNotFound => 59,
+            AnnotationKeyInvalid => 60,
+            AnnotationKeyTooLong => 61,
+            AnnotationValueInvalid => 62,
+            AnnotationValueTooLong => 63,
+            AnnotationTooMany => 64,
+            CallNotFound => 65,
+            CallLogNotFound => 66,
+            MissingCallId => 67,
+            MissingAppId => 68,
+            Unauthorized => 69,
+            ServerBusy => 70,
+            BadRequest(_) => 71,
+            PathNotFound(_) => 72,
+            MethodNotAllowed { .. } => 73,
+            InvalidSyslogUrl(_) => 74,
+            Unavailable(_) => 75,
+            Internal(_) => 76,
+        }
+    }
+
+    #[test]
+    fn every_variant_survives_the_wire() {
+        let with_data = [
+            Error::BadRequest("bad cursor".into()),
+            Error::PathNotFound("/nowhere".into()),
+            Error::MethodNotAllowed { method: "PATCH".into(), path: "/v2/apps/a b".into() },
+            Error::InvalidSyslogUrl("http://x".into()),
+            Error::Unavailable("database is unavailable".into()),
+            Error::Internal("disk on fire".into()),
+        ];
+        let all: Vec<&Error> = FIXED.iter().chain(&with_data).collect();
+        let mut seen: Vec<usize> = all.iter().map(|e| variant_index(e)).collect();
+        seen.sort_unstable();
+        let expected: Vec<usize> = (0..all.len()).collect();
+        assert_eq!(seen, expected, "each variant exactly once, numbered 0.., in FIXED or with_data");
+        for e in all {
+            let back = Error::from_wire(e.status(), &e.message());
+            assert_eq!((back.status(), back.message()), (e.status(), e.message()), "{e:?}");
+            match e {
+                // The cause stays on the node that had it; only the variant crosses the wire.
+                Error::Internal(_) => assert!(matches!(back, Error::Internal(_)), "{back:?}"),
+                _ => assert_eq!(&back, e),
+            }
+        }
     }
 }

@@ -1,13 +1,13 @@
 //! The one place a domain error becomes an HTTP response.
 //!
 //! Fn answers v1 errors wrapped (`{"error":{"message":..}}`) and v2 errors flat (`{"message":..}`); the
-//! handler says which API it serves by the [`ApiVersion`] it attaches, and [`ApiError`] renders the rest:
-//! status, body, `Retry-After` on 503, and a log line with the cause for 500s (callers only ever see
-//! "internal server error").
+//! handler says which API it serves by the [`ApiVersion`] it attaches, and [`ApiError`] logs the cause of
+//! 500s (callers only ever see "internal server error") and hands the rest (status, body, `Retry-After` on
+//! 503) to the renderer the invoke endpoints use too, [`runner_node::http::error::respond`].
 
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use shared::error::Shape;
 use shared::Error;
 
 use crate::datastore::StoreError;
@@ -41,23 +41,14 @@ impl std::fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        runner_node::http::error::status_code(&self.error)
     }
 
     fn error_response(&self) -> HttpResponse {
         if let Error::Internal(cause) = &self.error {
             tracing::error!(%cause, "internal error");
         }
-        let body = match self.version {
-            ApiVersion::V1 => self.error.v1_body(),
-            ApiVersion::V2 => self.error.v2_body(),
-        };
-        let mut resp = HttpResponse::build(self.status_code());
-        let retry = self.error.retry_after();
-        if let Some(secs) = retry {
-            resp.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
-        }
-        resp.content_type("application/json; charset=utf-8").body(body.to_string())
+        runner_node::http::error::respond(&self.error, self.version.shape())
     }
 }
 
@@ -84,6 +75,14 @@ impl<T, E: Into<Error>> WithVersion<T> for Result<T, E> {
 }
 
 impl ApiVersion {
+    /// The error body shape of this API.
+    pub fn shape(self) -> Shape {
+        match self {
+            ApiVersion::V1 => Shape::V1,
+            ApiVersion::V2 => Shape::V2,
+        }
+    }
+
     /// `error` as this version's response error.
     pub fn err(self, error: impl Into<Error>) -> ApiError {
         ApiError { version: self, error: error.into() }

@@ -1,21 +1,32 @@
-//! The invoke endpoints' one error type, and how it is rendered in each path's body shape.
+//! The invoke endpoints' one error type, and the one place any error becomes an HTTP answer.
 //!
 //! `/r/` answers in the v1 shape `{"error":{"message":"..."}}`, `/invoke` and `/t/` in the v2 shape
-//! `{"message":"..."}` (docs/fn-compatibility.md, "Invoke paths"). Every error response carries the
-//! call's `Fn-Call-Id`, and "server too busy" answers carry `Retry-After: 15`.
+//! `{"message":"..."}` (docs/fn-compatibility.md, "Invoke paths"). [`respond`] renders every
+//! [`ErrorReply`] (the API node's errors too): status, body, content type and `Retry-After: 15` on 503.
+//! Every invoke error response also carries the call's `Fn-Call-Id`.
 
+use actix_web::http::header::{self, HeaderValue, TryIntoHeaderPair};
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
+pub use shared::error::Shape;
+use shared::error::{ErrorReply, ERROR_CONTENT_TYPE};
 
 use crate::error::AgentError;
 
-/// The error body shape of an invoke path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    /// `{"error":{"message":"..."}}` (`/r/`).
-    V1,
-    /// `{"message":"..."}` (`/invoke`, `/t/`).
-    V2,
+/// `error` as an HTTP answer in `shape`: Fn's status, message, content type and `Retry-After`.
+/// Logging the cause is the caller's business; the body never shows it.
+pub fn respond(error: &(impl ErrorReply + ?Sized), shape: Shape) -> HttpResponse {
+    let mut resp = HttpResponse::build(status_code(error));
+    if let Some(secs) = error.retry_after() {
+        resp.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
+    }
+    resp.content_type(ERROR_CONTENT_TYPE)
+        .body(error.body(shape).to_string())
+}
+
+/// `error`'s status for actix (500 should a status be out of range).
+pub fn status_code(error: &(impl ErrorReply + ?Sized)) -> StatusCode {
+    StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// Everything an invoke request can fail with.
@@ -38,9 +49,8 @@ pub enum InvokeError {
     Agent(AgentError),
 }
 
-impl InvokeError {
-    /// HTTP status of the answer.
-    pub fn status(&self) -> u16 {
+impl ErrorReply for InvokeError {
+    fn status(&self) -> u16 {
         match self {
             InvokeError::Lookup(e) => e.status(),
             InvokeError::Enqueue(_) => 503,
@@ -50,44 +60,29 @@ impl InvokeError {
         }
     }
 
-    /// The message callers see; unexpected causes are hidden (and logged by [`Self::render`]).
-    pub fn message(&self) -> String {
+    fn message(&self) -> String {
         match self {
             InvokeError::Lookup(e) | InvokeError::Enqueue(e) => e.message(),
             InvokeError::Agent(e) => e.message(),
             other => other.to_string(),
         }
     }
+}
 
-    /// `Retry-After` seconds, for the "server too busy" family.
-    pub fn retry_after(&self) -> Option<u64> {
-        match self {
-            InvokeError::Lookup(e) => e.retry_after().map(u64::from),
-            InvokeError::Agent(e) => e.retry_after().map(|d| d.as_secs()),
-            _ => None,
-        }
-    }
-
-    /// The HTTP answer in `shape`, with the call id header when one was assigned.
+impl InvokeError {
+    /// The HTTP answer in `shape`, with the call id header when one was assigned; 5xx causes are logged.
     pub fn render(&self, shape: Shape, call_id: &str) -> HttpResponse {
         let status = self.status();
         if status >= 500 {
             tracing::warn!(call_id, status, error = ?self, "invoke failed");
         }
-        let message = self.message();
-        let body = match shape {
-            Shape::V1 => serde_json::json!({ "error": { "message": message } }),
-            Shape::V2 => serde_json::json!({ "message": message }),
-        };
-        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = HttpResponse::build(code);
+        let mut resp = respond(self, shape);
         if !call_id.is_empty() {
-            resp.insert_header((super::CALL_ID_HEADER, call_id));
+            if let Ok((name, value)) = (super::CALL_ID_HEADER, call_id).try_into_pair() {
+                resp.headers_mut().insert(name, value);
+            }
         }
-        if let Some(secs) = self.retry_after() {
-            resp.insert_header(("Retry-After", secs.to_string()));
-        }
-        resp.json(body)
+        resp
     }
 }
 
@@ -135,5 +130,33 @@ mod tests {
             (e.status(), e.message().as_str()),
             (413, "Request content too large")
         );
+    }
+
+    #[test]
+    fn one_renderer_for_every_error_type() {
+        // The API node's error, the agent's and the invoke endpoints' render alike when Fn says the same.
+        let api = respond(&shared::Error::ServerBusy, Shape::V2);
+        let agent = respond(&AgentError::ShuttingDown, Shape::V2);
+        let invoke = InvokeError::Agent(AgentError::TooBusy).render(Shape::V2, "");
+        for r in [api, agent, invoke] {
+            assert_eq!(r.status(), 503);
+            assert_eq!(r.headers().get("retry-after").unwrap(), "15");
+            assert_eq!(
+                r.headers().get("content-type").unwrap(),
+                "application/json; charset=utf-8"
+            );
+            assert!(r.headers().get("fn-call-id").is_none());
+            assert_eq!(body(r), r#"{"message":"Timed out - server too busy"}"#);
+        }
+        // Every 503 says when to retry, a failed enqueue too.
+        let r = InvokeError::Enqueue(shared::Error::Unavailable("queue is down".into()))
+            .render(Shape::V1, "C");
+        assert_eq!(r.headers().get("retry-after").unwrap(), "15");
+        assert_eq!(body(r), r#"{"error":{"message":"queue is down"}}"#);
+        // Hidden causes stay hidden, whatever the type.
+        let r = respond(&shared::Error::internal("disk on fire"), Shape::V1);
+        assert_eq!(r.status(), 500);
+        assert!(r.headers().get("retry-after").is_none());
+        assert_eq!(body(r), r#"{"error":{"message":"internal server error"}}"#);
     }
 }
