@@ -4,9 +4,10 @@
 # 1. Provisions what the tests need and the machine lacks (Docker engine, PostgreSQL, MariaDB, Redis from
 #    Debian's packages, started on loopback, and their test logins; see scripts/provision.sh), and tests
 #    that provisioning (scripts/test-provision.sh).
-# 2. Builds the workspace once, checks it with clippy (-D warnings), and runs every test: unit tests, the
-#    datastore conformance suite on SQLite, PostgreSQL and MariaDB, the HTTP API tests, the agent's tests
-#    against the real Docker engine, and the end-to-end tests with real node processes.
+# 2. Checks formatting (rustfmt.toml), builds the workspace once, checks it with clippy (-D warnings), and
+#    runs every test: unit tests, the datastore conformance suite on SQLite, PostgreSQL and MariaDB, the
+#    HTTP API tests, the agent's tests against the real Docker engine, and the end-to-end tests with real
+#    node processes.
 #
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p shared`).
 set -euo pipefail
@@ -36,6 +37,7 @@ rm -rf "${TMPDIR:-/tmp}/fn-tests"
 # Function images for the Docker tests are static binaries in FROM scratch images (no registry needed).
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
   --target x86_64-unknown-linux-gnu -p test-functions
+cargo fmt --all --check
 cargo build --workspace --all-targets --all-features --locked
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 # Every test binary runs even when one fails, so a run reports all failures at once.

@@ -147,7 +147,9 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     init_tracing(&settings);
     tracing::info!(db = %settings.db_url.redacted(), mq = %settings.mq_url, port = settings.port, "starting api-node");
     let store = connect_store(&settings).await?;
-    let node = crate::node::Node::start(&settings, Arc::new(store.clone()), Listeners::default(), Extensions::default()).await?;
+    let node =
+        crate::node::Node::start(&settings, Arc::new(store.clone()), Listeners::default(), Extensions::default())
+            .await?;
     let result = node.wait().await;
     store.close().await;
     tracing::info!("api-node stopped");

@@ -18,7 +18,8 @@ use shared::{App, Call, CallStatus, QueuedCall};
 async fn a_completion_after_the_lease_ran_out_is_refused_with_a_4xx() {
     let (store, _) = fresh_store(Backend::Sqlite).await;
     let store: Arc<dyn Datastore> = Arc::new(store);
-    let app = store.insert_app(&App::new(serde_json::from_value(json!({"name": "a"})).unwrap()).unwrap()).await.unwrap();
+    let app =
+        store.insert_app(&App::new(serde_json::from_value(json!({"name": "a"})).unwrap()).unwrap()).await.unwrap();
     let policy = AsyncPolicy { lease: Duration::from_millis(100), max_attempts: 3, backoff: Duration::ZERO };
     let data = DirectDataAccess::new(store.clone(), Arc::new(MemoryQueue::default()), policy);
     let call = Call {

@@ -31,8 +31,10 @@ fn route(app_id: &str, path: &str, image: &str) -> Route {
 
 fn trigger(app_id: &str, fn_id: &str, name: &str, source: &str) -> Trigger {
     Trigger::new(
-        serde_json::from_value(json!({ "name": name, "app_id": app_id, "fn_id": fn_id, "type": "http", "source": source }))
-            .unwrap(),
+        serde_json::from_value(
+            json!({ "name": name, "app_id": app_id, "fn_id": fn_id, "type": "http", "source": source }),
+        )
+        .unwrap(),
     )
     .unwrap()
 }
@@ -165,7 +167,8 @@ async fn concurrent_creates_leave_one_row(s: SqlStore) {
         }
     }
     assert_eq!((ok, conflicts), (1, 19));
-    let page = s.list_apps(&AppFilter { name: Some("racer".into()), per_page: 100, ..Default::default() }).await.unwrap();
+    let page =
+        s.list_apps(&AppFilter { name: Some("racer".into()), per_page: 100, ..Default::default() }).await.unwrap();
     assert_eq!(page.items.len(), 1);
 
     // The same for fns within one app.
@@ -203,7 +206,8 @@ async fn paging_returns_each_item_once_in_order(s: SqlStore) {
     let mut trigger_keys = Vec::new();
     for i in 0..250 {
         let f = if i % 2 == 0 { &f1 } else { &f2 };
-        let t = s.insert_trigger(&trigger(&a.id, &f.id, &format!("t-{:03}", i / 2), &format!("/src/{i}"))).await.unwrap();
+        let t =
+            s.insert_trigger(&trigger(&a.id, &f.id, &format!("t-{:03}", i / 2), &format!("/src/{i}"))).await.unwrap();
         trigger_keys.push((t.name.clone(), t.id.clone()));
     }
     trigger_keys.sort();
@@ -255,18 +259,29 @@ async fn paging_returns_each_item_once_in_order(s: SqlStore) {
         .await;
         assert_eq!(got.iter().map(|r| r.path.clone()).collect::<Vec<_>>(), paths, "routes per_page={per_page}");
 
-        let got = walk(per_page, |cursor, per_page| {
-            let (s, app_id) = (&s, a.id.clone());
-            async move { s.list_calls(&CallFilter { app_id: Some(app_id), cursor, per_page, ..Default::default() }).await }
-        })
-        .await;
+        let got =
+            walk(per_page, |cursor, per_page| {
+                let (s, app_id) = (&s, a.id.clone());
+                async move {
+                    s.list_calls(&CallFilter { app_id: Some(app_id), cursor, per_page, ..Default::default() }).await
+                }
+            })
+            .await;
         assert_eq!(got.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), call_ids, "calls per_page={per_page}");
     }
 
     // A page that exactly fills the list has no next cursor (Fn pointed at an empty page there).
     let all = s.list_apps(&AppFilter { per_page: 250, ..Default::default() }).await;
     assert!(all.is_ok());
-    let full = s.list_fns(&FnFilter { app_id: a.id.clone(), per_page: 100, cursor: Some(shared::cursor::encode(&fn_names[149])), ..Default::default() }).await.unwrap();
+    let full = s
+        .list_fns(&FnFilter {
+            app_id: a.id.clone(),
+            per_page: 100,
+            cursor: Some(shared::cursor::encode(&fn_names[149])),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(full.items.len(), 100);
     assert_eq!(full.next_cursor, None);
 
@@ -283,7 +298,10 @@ async fn filters(s: SqlStore) {
     let fa = s.insert_fn(&func(&a.id, "fa")).await.unwrap();
     let fb = s.insert_fn(&func(&a.id, "fb")).await.unwrap();
     s.insert_fn(&func(&b.id, "fa")).await.unwrap();
-    let page = s.list_fns(&FnFilter { app_id: a.id.clone(), name: Some("fb".into()), per_page: 30, ..Default::default() }).await.unwrap();
+    let page = s
+        .list_fns(&FnFilter { app_id: a.id.clone(), name: Some("fb".into()), per_page: 30, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(page.items, vec![fb.clone()]);
     let page = s.list_fns(&FnFilter { app_id: a.id.clone(), per_page: 30, ..Default::default() }).await.unwrap();
     assert_eq!(page.items, vec![fa.clone(), fb.clone()]);
@@ -291,16 +309,40 @@ async fn filters(s: SqlStore) {
     let t1 = s.insert_trigger(&trigger(&a.id, &fa.id, "t", "/1")).await.unwrap();
     let t2 = s.insert_trigger(&trigger(&a.id, &fb.id, "t", "/2")).await.unwrap();
     let t3 = s.insert_trigger(&trigger(&a.id, &fb.id, "u", "/3")).await.unwrap();
-    let by_fn = s.list_triggers(&TriggerFilter { app_id: a.id.clone(), fn_id: Some(fb.id.clone()), per_page: 30, ..Default::default() }).await.unwrap();
+    let by_fn = s
+        .list_triggers(&TriggerFilter {
+            app_id: a.id.clone(),
+            fn_id: Some(fb.id.clone()),
+            per_page: 30,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(by_fn.items, vec![t2.clone(), t3.clone()]);
-    let by_name = s.list_triggers(&TriggerFilter { app_id: a.id.clone(), name: Some("t".into()), per_page: 30, ..Default::default() }).await.unwrap();
+    let by_name = s
+        .list_triggers(&TriggerFilter {
+            app_id: a.id.clone(),
+            name: Some("t".into()),
+            per_page: 30,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let mut expected = vec![t1.clone(), t2.clone()];
     expected.sort_by(|x, y| x.id.cmp(&y.id));
     assert_eq!(by_name.items, expected);
 
     s.insert_route(&route(&a.id, "/x", "img1")).await.unwrap();
     let r2 = s.insert_route(&route(&a.id, "/y", "img2")).await.unwrap();
-    let page = s.list_routes(&RouteFilter { app_id: a.id.clone(), image: Some("img2".into()), per_page: 30, ..Default::default() }).await.unwrap();
+    let page = s
+        .list_routes(&RouteFilter {
+            app_id: a.id.clone(),
+            image: Some("img2".into()),
+            per_page: 30,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(page.items, vec![r2]);
 
     let mut old = call(&a.id, &fa.id, "/x");
@@ -315,19 +357,26 @@ async fn filters(s: SqlStore) {
         s.insert_call(c).await.unwrap();
     }
     let ids = |p: api_node::datastore::Page<Call>| p.items.into_iter().map(|c| c.id).collect::<Vec<_>>();
-    let f = |app: Option<&str>, fn_id: Option<&str>, path: Option<&str>, from: Option<&str>, to: Option<&str>| CallFilter {
-        app_id: app.map(Into::into),
-        fn_id: fn_id.map(Into::into),
-        path: path.map(Into::into),
-        from_time: from.map(|t| DateTime::parse(t).unwrap()),
-        to_time: to.map(|t| DateTime::parse(t).unwrap()),
-        dead_letter: None,
-        cursor: None,
-        per_page: 30,
-    };
-    assert_eq!(ids(s.list_calls(&f(Some(&a.id), None, None, None, None)).await.unwrap()), vec![mid.id.clone(), old.id.clone()]);
+    let f =
+        |app: Option<&str>, fn_id: Option<&str>, path: Option<&str>, from: Option<&str>, to: Option<&str>| CallFilter {
+            app_id: app.map(Into::into),
+            fn_id: fn_id.map(Into::into),
+            path: path.map(Into::into),
+            from_time: from.map(|t| DateTime::parse(t).unwrap()),
+            to_time: to.map(|t| DateTime::parse(t).unwrap()),
+            dead_letter: None,
+            cursor: None,
+            per_page: 30,
+        };
+    assert_eq!(
+        ids(s.list_calls(&f(Some(&a.id), None, None, None, None)).await.unwrap()),
+        vec![mid.id.clone(), old.id.clone()]
+    );
     assert_eq!(ids(s.list_calls(&f(None, Some(&fb.id), None, None, None)).await.unwrap()), vec![mid.id.clone()]);
-    assert_eq!(ids(s.list_calls(&f(None, None, Some("/x"), None, None)).await.unwrap()), vec![new.id.clone(), old.id.clone()]);
+    assert_eq!(
+        ids(s.list_calls(&f(None, None, Some("/x"), None, None)).await.unwrap()),
+        vec![new.id.clone(), old.id.clone()]
+    );
     assert_eq!(
         ids(s.list_calls(&f(Some(&a.id), None, None, Some("2020-06-01T00:00:00Z"), None)).await.unwrap()),
         vec![mid.id.clone()]
@@ -353,8 +402,14 @@ async fn routes(s: SqlStore) {
     assert_eq!(s.get_route(&a.id, "/a/b/c").await.unwrap(), u);
     let same = s.update_route(&a.id, "/a/b/c", patch(json!({"memory": 256}))).await.unwrap();
     assert_eq!(same.updated_at, u.updated_at);
-    assert_eq!(domain(s.update_route(&a.id, "/a/b/c", patch(json!({"path": "/z"}))).await.unwrap_err()), Error::RoutePathImmutable);
-    assert_eq!(domain(s.update_route(&a.id, "/a/b/c", patch(json!({"timeout": 1000}))).await.unwrap_err()), Error::RouteInvalidTimeout);
+    assert_eq!(
+        domain(s.update_route(&a.id, "/a/b/c", patch(json!({"path": "/z"}))).await.unwrap_err()),
+        Error::RoutePathImmutable
+    );
+    assert_eq!(
+        domain(s.update_route(&a.id, "/a/b/c", patch(json!({"timeout": 1000}))).await.unwrap_err()),
+        Error::RouteInvalidTimeout
+    );
     assert_eq!(domain(s.update_route(&a.id, "/nope", RouteInput::default()).await.unwrap_err()), Error::RouteNotFound);
     assert_eq!(s.get_route(&a.id, "/a/b/c").await.unwrap(), u);
     s.remove_route(&a.id, "/a/b/c").await.unwrap();
@@ -394,11 +449,20 @@ async fn triggers(s: SqlStore) {
     assert_eq!(s.get_trigger_by_source(&a.id, "http", "/hook").await.unwrap(), t);
     assert_eq!(domain(s.get_trigger_by_source(&b.id, "http", "/hook").await.unwrap_err()), Error::TriggerNotFound);
 
-    assert_eq!(domain(s.insert_trigger(&trigger(&a.id, &f.id, "t", "/other")).await.unwrap_err()), Error::TriggerAlreadyExists);
-    assert_eq!(domain(s.insert_trigger(&trigger(&a.id, &g.id, "u", "/hook")).await.unwrap_err()), Error::TriggerSourceExists);
+    assert_eq!(
+        domain(s.insert_trigger(&trigger(&a.id, &f.id, "t", "/other")).await.unwrap_err()),
+        Error::TriggerAlreadyExists
+    );
+    assert_eq!(
+        domain(s.insert_trigger(&trigger(&a.id, &g.id, "u", "/hook")).await.unwrap_err()),
+        Error::TriggerSourceExists
+    );
     assert_eq!(domain(s.insert_trigger(&trigger("missing", &f.id, "x", "/x")).await.unwrap_err()), Error::AppNotFound);
     assert_eq!(domain(s.insert_trigger(&trigger(&a.id, "missing", "x", "/x")).await.unwrap_err()), Error::FnNotFound);
-    assert_eq!(domain(s.insert_trigger(&trigger(&a.id, &other.id, "x", "/x")).await.unwrap_err()), Error::TriggerFnNotInApp);
+    assert_eq!(
+        domain(s.insert_trigger(&trigger(&a.id, &other.id, "x", "/x")).await.unwrap_err()),
+        Error::TriggerFnNotInApp
+    );
     // Same name on another fn of the app is fine; same source in another app too.
     s.insert_trigger(&trigger(&a.id, &g.id, "t", "/g")).await.unwrap();
     s.insert_trigger(&trigger(&b.id, &other.id, "t", "/hook")).await.unwrap();
@@ -407,11 +471,26 @@ async fn triggers(s: SqlStore) {
     let u = s.update_trigger(&t.id, patch(json!({"source": "/moved", "annotations": {"k": 1}}))).await.unwrap();
     assert!(u.updated_at > t.updated_at);
     assert_eq!(s.get_trigger_by_source(&a.id, "http", "/moved").await.unwrap(), u);
-    assert_eq!(domain(s.update_trigger(&t.id, patch(json!({"source": "/g"}))).await.unwrap_err()), Error::TriggerSourceExists);
-    assert_eq!(domain(s.update_trigger(&t.id, patch(json!({"fn_id": g.id, "name": "t"}))).await.unwrap_err()), Error::TriggerAlreadyExists);
-    assert_eq!(domain(s.update_trigger(&t.id, patch(json!({"fn_id": other.id}))).await.unwrap_err()), Error::TriggerFnNotInApp);
-    assert_eq!(domain(s.update_trigger(&t.id, patch(json!({"fn_id": "missing"}))).await.unwrap_err()), Error::FnNotFound);
-    assert_eq!(domain(s.update_trigger(&t.id, patch(json!({"app_id": b.id}))).await.unwrap_err()), Error::TriggerAppImmutable);
+    assert_eq!(
+        domain(s.update_trigger(&t.id, patch(json!({"source": "/g"}))).await.unwrap_err()),
+        Error::TriggerSourceExists
+    );
+    assert_eq!(
+        domain(s.update_trigger(&t.id, patch(json!({"fn_id": g.id, "name": "t"}))).await.unwrap_err()),
+        Error::TriggerAlreadyExists
+    );
+    assert_eq!(
+        domain(s.update_trigger(&t.id, patch(json!({"fn_id": other.id}))).await.unwrap_err()),
+        Error::TriggerFnNotInApp
+    );
+    assert_eq!(
+        domain(s.update_trigger(&t.id, patch(json!({"fn_id": "missing"}))).await.unwrap_err()),
+        Error::FnNotFound
+    );
+    assert_eq!(
+        domain(s.update_trigger(&t.id, patch(json!({"app_id": b.id}))).await.unwrap_err()),
+        Error::TriggerAppImmutable
+    );
     assert_eq!(s.get_trigger(&t.id).await.unwrap(), u, "rejected updates change nothing");
     let moved = s.update_trigger(&t.id, patch(json!({"fn_id": g.id, "name": "t2"}))).await.unwrap();
     assert_eq!(moved.fn_id, g.id);
@@ -485,7 +564,8 @@ async fn calls_and_logs(s: SqlStore) {
     c.stats = vec![json!({"timestamp": "2020-01-01T00:00:00.000Z", "metrics": {"mem_usage": 1}})];
     s.insert_call(&c).await.unwrap();
     assert_eq!(s.get_call(&c.id).await.unwrap(), c);
-    let page = s.list_calls(&CallFilter { app_id: Some(a.id.clone()), per_page: 30, ..Default::default() }).await.unwrap();
+    let page =
+        s.list_calls(&CallFilter { app_id: Some(a.id.clone()), per_page: 30, ..Default::default() }).await.unwrap();
     assert_eq!(page.items, vec![c.clone()]);
     assert_eq!(domain(s.get_call("nope").await.unwrap_err()), Error::CallNotFound);
 
@@ -506,7 +586,8 @@ async fn calls_and_logs(s: SqlStore) {
     assert_eq!(s.get_call(&c.id).await.unwrap(), c);
     let dead = s.list_calls(&CallFilter { dead_letter: Some(true), per_page: 30, ..Default::default() }).await.unwrap();
     assert_eq!(dead.items, vec![c.clone()]);
-    let alive = s.list_calls(&CallFilter { dead_letter: Some(false), per_page: 30, ..Default::default() }).await.unwrap();
+    let alive =
+        s.list_calls(&CallFilter { dead_letter: Some(false), per_page: 30, ..Default::default() }).await.unwrap();
     assert!(alive.items.is_empty());
     let mut missing = c.clone();
     missing.id = "nope".into();
@@ -534,7 +615,8 @@ async fn lost_calls_are_ended(s: SqlStore) {
     let old = DateTime::parse("2020-01-01T00:00:00Z").unwrap();
     let lost = Call { started_at: Some(old), ..call(&a.id, "F", "/p") };
     let recent = call(&a.id, "F", "/p");
-    let finished = Call { status: CallStatus::Success, started_at: Some(old), completed_at: Some(old), ..call(&a.id, "F", "/p") };
+    let finished =
+        Call { status: CallStatus::Success, started_at: Some(old), completed_at: Some(old), ..call(&a.id, "F", "/p") };
     for c in [&lost, &recent, &finished] {
         s.insert_call(c).await.unwrap();
     }
@@ -549,7 +631,8 @@ async fn lost_calls_are_ended(s: SqlStore) {
 }
 
 async fn large_values_round_trip(s: SqlStore) {
-    let big_config: serde_json::Map<String, Value> = (0..200).map(|i| (format!("KEY_{i}"), json!("v".repeat(5000)))).collect();
+    let big_config: serde_json::Map<String, Value> =
+        (0..200).map(|i| (format!("KEY_{i}"), json!("v".repeat(5000)))).collect();
     let a = App::new(patch(json!({"name": "big", "config": big_config}))).unwrap();
     s.insert_app(&a).await.unwrap();
     assert_eq!(s.get_app_by_id(&a.id).await.unwrap(), a);
@@ -570,10 +653,12 @@ async fn migrations_are_idempotent_and_safe_concurrently(s: SqlStore, url: DbUrl
 
 async fn fresh_databases_migrate_concurrently(backend: Backend) {
     let url: DbUrl = api_node::testing::fresh_db_url(backend).await.parse().unwrap();
-    let tasks: Vec<_> = (0..4).map(|_| {
-        let url = url.clone();
-        tokio::spawn(async move { SqlStore::connect(&url, 0).await })
-    }).collect();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { SqlStore::connect(&url, 0).await })
+        })
+        .collect();
     let mut stores = Vec::new();
     for t in tasks {
         stores.push(t.await.unwrap().expect("every concurrent start-up succeeds"));
@@ -596,38 +681,66 @@ macro_rules! suite {
             use super::*;
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn apps_crud() { super::apps_crud(fresh_store($variant).await.0).await }
+            async fn apps_crud() {
+                super::apps_crud(fresh_store($variant).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn app_names_are_case_and_byte_exact() { super::app_names_are_case_and_byte_exact(fresh_store($variant).await.0).await }
+            async fn app_names_are_case_and_byte_exact() {
+                super::app_names_are_case_and_byte_exact(fresh_store($variant).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn concurrent_creates_leave_one_row() { super::concurrent_creates_leave_one_row(fresh_store($variant).await.0).await }
+            async fn concurrent_creates_leave_one_row() {
+                super::concurrent_creates_leave_one_row(fresh_store($variant).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn paging_returns_each_item_once_in_order() { super::paging_returns_each_item_once_in_order(fresh_store($variant).await.0).await }
+            async fn paging_returns_each_item_once_in_order() {
+                super::paging_returns_each_item_once_in_order(fresh_store($variant).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn filters() { super::filters(fresh_store($variant).await.0).await }
+            async fn filters() {
+                super::filters(fresh_store($variant).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn routes() { super::routes(fresh_store($variant).await.0).await }
+            async fn routes() {
+                super::routes(fresh_store($variant).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn fns() { super::fns(fresh_store($variant).await.0).await }
+            async fn fns() {
+                super::fns(fresh_store($variant).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn triggers() { super::triggers(fresh_store($variant).await.0).await }
+            async fn triggers() {
+                super::triggers(fresh_store($variant).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn cascades() { super::cascades(fresh_store($variant).await.0).await }
+            async fn cascades() {
+                super::cascades(fresh_store($variant).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn calls_and_logs() { super::calls_and_logs(fresh_store($variant).await.0).await }
+            async fn calls_and_logs() {
+                super::calls_and_logs(fresh_store($variant).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn logs_with_nul_and_replaced_bytes() { super::logs_with_nul_and_replaced_bytes(fresh_store($variant).await.0).await }
+            async fn logs_with_nul_and_replaced_bytes() {
+                super::logs_with_nul_and_replaced_bytes(fresh_store($variant).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn lost_calls_are_ended() { super::lost_calls_are_ended(fresh_store($variant).await.0).await }
+            async fn lost_calls_are_ended() {
+                super::lost_calls_are_ended(fresh_store($variant).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn large_values_round_trip() { super::large_values_round_trip(fresh_store($variant).await.0).await }
+            async fn large_values_round_trip() {
+                super::large_values_round_trip(fresh_store($variant).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn migrations_are_idempotent_and_safe_concurrently() {
                 let (s, url) = fresh_store($variant).await;
                 super::migrations_are_idempotent_and_safe_concurrently(s, url).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn fresh_databases_migrate_concurrently() { super::fresh_databases_migrate_concurrently($variant).await }
+            async fn fresh_databases_migrate_concurrently() {
+                super::fresh_databases_migrate_concurrently($variant).await
+            }
         }
     };
 }
@@ -655,7 +768,6 @@ fn unknown_scheme_names_the_supported_ones() {
         assert!(err.contains(scheme), "{err}");
     }
 }
-
 
 // ---- call listeners, fired by the listener wrapper as calls are recorded ---------------------------
 
@@ -693,5 +805,9 @@ async fn call_listeners_fire_as_calls_are_recorded() {
     assert_eq!(*audit.events.lock().unwrap(), ["before running", "after success"]);
     let blocked = call(&a.id, "F", "/forbidden");
     assert_eq!(domain(s.insert_call(&blocked).await.unwrap_err()), Error::BadRequest("path blocked by policy".into()));
-    assert_eq!(domain(s.get_call(&blocked.id).await.unwrap_err()), Error::CallNotFound, "a vetoed record is not stored");
+    assert_eq!(
+        domain(s.get_call(&blocked.id).await.unwrap_err()),
+        Error::CallNotFound,
+        "a vetoed record is not stored"
+    );
 }

@@ -77,9 +77,15 @@ async fn unknown_paths_and_methods(b: Backend) {
     let r = n.req("POST", "/v2/fns/x/calls", None).await;
     assert_eq!(r.status, 405);
     let r = n.get("/r/app/route").await;
-    assert_eq!((r.status, r.message().as_str()), (404, "Path not found: /r/app/route"), "full node, invoke not mounted");
+    assert_eq!(
+        (r.status, r.message().as_str()),
+        (404, "Path not found: /r/app/route"),
+        "full node, invoke not mounted"
+    );
     n.shutdown().await;
-    let n = node_with(b, |s| s.node_type = api_node::config::NodeType::Api, Listeners::default(), Extensions::default()).await;
+    let n =
+        node_with(b, |s| s.node_type = api_node::config::NodeType::Api, Listeners::default(), Extensions::default())
+            .await;
     let r = n.req("POST", "/r/app/route", Some(json!({}))).await;
     assert_eq!(
         (r.status, r.json()),

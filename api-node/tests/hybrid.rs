@@ -32,14 +32,19 @@ struct World {
 async fn world(backend: Backend) -> World {
     let (store, _) = fresh_store(backend).await;
     let store: Arc<dyn Datastore> = Arc::new(store);
-    let app = store.insert_app(&App::new(serde_json::from_value(json!({"name": "myapp"})).unwrap()).unwrap()).await.unwrap();
-    let func = Func::new(serde_json::from_value(json!({"name": "f", "app_id": app.id, "image": "img:1"})).unwrap()).unwrap();
+    let app =
+        store.insert_app(&App::new(serde_json::from_value(json!({"name": "myapp"})).unwrap()).unwrap()).await.unwrap();
+    let func =
+        Func::new(serde_json::from_value(json!({"name": "f", "app_id": app.id, "image": "img:1"})).unwrap()).unwrap();
     let func = store.insert_fn(&func).await.unwrap();
-    let route = Route::new(&app.id, serde_json::from_value(json!({"path": "/a b/c", "image": "img:1"})).unwrap()).unwrap();
+    let route =
+        Route::new(&app.id, serde_json::from_value(json!({"path": "/a b/c", "image": "img:1"})).unwrap()).unwrap();
     let route = store.insert_route(&route).await.unwrap();
     let trigger = Trigger::new(
-        serde_json::from_value(json!({"name": "t", "app_id": app.id, "fn_id": func.id, "type": "http", "source": "/hook/x y"}))
-            .unwrap(),
+        serde_json::from_value(
+            json!({"name": "t", "app_id": app.id, "fn_id": func.id, "type": "http", "source": "/hook/x y"}),
+        )
+        .unwrap(),
     )
     .unwrap();
     let trigger = store.insert_trigger(&trigger).await.unwrap();
@@ -88,8 +93,14 @@ async fn exercise(w: &World, client: &dyn DataAccess, bad: &dyn DataAccess) {
     client.call_finished(&done, "line1\nline2").await.unwrap();
     client.complete(&d, &done).await.unwrap();
     let stored = w.store.get_call(&done.id).await.unwrap();
-    assert_eq!((stored.status, stored.completed_at, stored.dead_letter), (CallStatus::Success, done.completed_at, false));
-    assert_eq!(stored.attempts.iter().map(|a| (a.attempt, a.status)).collect::<Vec<_>>(), vec![(1, CallStatus::Success)]);
+    assert_eq!(
+        (stored.status, stored.completed_at, stored.dead_letter),
+        (CallStatus::Success, done.completed_at, false)
+    );
+    assert_eq!(
+        stored.attempts.iter().map(|a| (a.attempt, a.status)).collect::<Vec<_>>(),
+        vec![(1, CallStatus::Success)]
+    );
     assert_eq!(w.store.get_log(&done.id).await.unwrap().log, "line1\nline2");
     assert_eq!(client.dequeue(Duration::from_millis(100)).await.unwrap(), None, "acked");
 
@@ -152,11 +163,8 @@ async fn http_transport(backend: Backend) {
 /// default 256 KiB body), a 1 MiB log of NUL bytes (6 MiB as JSON), a 1 MiB log of bytes that were not
 /// UTF-8 (3 MiB once replaced) and a 5 MiB queued body (over tonic's default 4 MiB message).
 async fn large_messages(w: &World, client: &dyn DataAccess) {
-    let logs = [
-        "x".repeat(300_000),
-        "\0".repeat(1 << 20),
-        String::from_utf8_lossy(&vec![0xffu8; 1 << 20]).into_owned(),
-    ];
+    let logs =
+        ["x".repeat(300_000), "\0".repeat(1 << 20), String::from_utf8_lossy(&vec![0xffu8; 1 << 20]).into_owned()];
     for log in logs {
         let mut done = call(w);
         done.status = CallStatus::Success;

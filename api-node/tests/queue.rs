@@ -347,19 +347,29 @@ macro_rules! suite {
         mod $name {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn priority_then_fifo() { super::priority_then_fifo(fresh($kind).await.0).await }
+            async fn priority_then_fifo() {
+                super::priority_then_fifo(fresh($kind).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn delays() { super::delays(fresh($kind).await.0).await }
+            async fn delays() {
+                super::delays(fresh($kind).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn expiry_redelivers_and_fences_the_old_holder() {
                 super::expiry_redelivers_and_fences_the_old_holder(fresh($kind).await.0).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn release_with_backoff() { super::release_with_backoff(fresh($kind).await.0).await }
+            async fn release_with_backoff() {
+                super::release_with_backoff(fresh($kind).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn extend_keeps_a_long_call_held() { super::extend_keeps_a_long_call_held(fresh($kind).await.0).await }
+            async fn extend_keeps_a_long_call_held() {
+                super::extend_keeps_a_long_call_held(fresh($kind).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn duplicate_push_is_a_no_op() { super::duplicate_push_is_a_no_op(fresh($kind).await.0).await }
+            async fn duplicate_push_is_a_no_op() {
+                super::duplicate_push_is_a_no_op(fresh($kind).await.0).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_consumers_never_share_a_message() {
                 super::concurrent_consumers_never_share_a_message(fresh($kind).await.0).await

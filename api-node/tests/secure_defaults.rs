@@ -95,7 +95,8 @@ async fn grpc_cuts_off_a_stalled_preface_and_still_serves() {
     let addr = listener.local_addr().unwrap();
     let token = Some("grpc-token".into());
     tokio::spawn(async move {
-        api_node::hybrid::grpc::serve_on_with(listener, data, token, None, &short(), 1 << 20, std::future::pending()).await
+        api_node::hybrid::grpc::serve_on_with(listener, data, token, None, &short(), 1 << 20, std::future::pending())
+            .await
     });
     // Half of the HTTP/2 preface, then nothing.
     let answer = send_then_stall(&addr.to_string(), b"PRI * HTTP/2.0\r\n", CUT_OFF_WITHIN).await;
@@ -139,7 +140,6 @@ fn binary() -> Command {
     c
 }
 
-
 const SECRETS: &[&str] = &["db-userinfo-pw", "db-query-pw", "mq-userinfo-pw", "mq-query-token", "runner-token-sec"];
 
 fn assert_no_secret(output: &str) {
@@ -167,7 +167,12 @@ fn an_unreachable_database_or_queue_is_reported_without_secrets() {
             Some("runner-token-sec"),
             "postgres://fn:***@127.0.0.1:1/fn?password=***",
         ),
-        (sqlite("fn2.db"), "redis://:mq-userinfo-pw@127.0.0.1:1/0?token=mq-query-token", None, "redis://:***@127.0.0.1:1/0?token=***"),
+        (
+            sqlite("fn2.db"),
+            "redis://:mq-userinfo-pw@127.0.0.1:1/0?token=mq-query-token",
+            None,
+            "redis://:***@127.0.0.1:1/0?token=***",
+        ),
     ];
     for (db, mq, token, shown) in cases {
         let mut cmd = binary();

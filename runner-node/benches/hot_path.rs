@@ -43,18 +43,9 @@ fn echo_call(format: Format) -> CallSpec {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("BENCH_CALLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    let docker = bollard::Docker::connect_with_local_defaults()
-        .unwrap()
-        .negotiate_version()
-        .await
-        .unwrap();
-    runner_node::testing::function_image(&docker, "echo")
-        .await
-        .expect("echo image");
+    let n: usize = std::env::var("BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap().negotiate_version().await.unwrap();
+    runner_node::testing::function_image(&docker, "echo").await.expect("echo image");
     let cfg = AgentConfig {
         container_label_tag: "fn-agent-bench".into(),
         instance_id: ulid::Ulid::new().to_string().to_lowercase(),
@@ -64,9 +55,7 @@ async fn main() {
         freeze_idle: None,
         ..AgentConfig::default()
     };
-    let agent = Agent::new(cfg.clone(), Arc::new(NoopRecorder))
-        .await
-        .unwrap();
+    let agent = Agent::new(cfg.clone(), Arc::new(NoopRecorder)).await.unwrap();
 
     // First call of a new function: pull check, create, start, socket wait.
     let t = Instant::now();
@@ -89,19 +78,9 @@ async fn main() {
 
     // Straight to the same container's socket, over a second connection.
     let root = cfg.iofs_path.join(&cfg.instance_id);
-    let dir = std::fs::read_dir(&root)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let stream = tokio::net::UnixStream::connect(dir.join("lsnr.sock"))
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
+    let dir = std::fs::read_dir(&root).unwrap().next().unwrap().unwrap().path();
+    let stream = tokio::net::UnixStream::connect(dir.join("lsnr.sock")).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
     let mut lat = Vec::with_capacity(n);
     let start = Instant::now();
@@ -175,11 +154,7 @@ async fn main() {
             agent.submit(echo_call(format)).await.unwrap();
             lat.push(t.elapsed());
         }
-        summary(
-            &format!("{} via agent", format.as_str()),
-            lat,
-            start.elapsed(),
-        );
+        summary(&format!("{} via agent", format.as_str()), lat, start.elapsed());
     }
     let cold = 20;
     let mut lat = Vec::with_capacity(cold);

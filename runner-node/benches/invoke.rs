@@ -48,10 +48,7 @@ fn summary(name: &str, mut lat: Vec<Duration>, total: Duration) -> Stats {
         lat[lat.len() - 1],
         lat.len() as f64 / total.as_secs_f64()
     );
-    Stats {
-        p50: pct(0.5),
-        p99: pct(0.99),
-    }
+    Stats { p50: pct(0.5), p99: pct(0.99) }
 }
 
 /// One keep-alive HTTP/1.1 connection (hyper), over TCP or a unix socket.
@@ -59,9 +56,7 @@ async fn connect<T>(io: T) -> SendRequest<Full<Bytes>>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-        .await
-        .unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await.unwrap();
     tokio::spawn(conn);
     sender
 }
@@ -81,12 +76,7 @@ async fn call(sender: &mut SendRequest<Full<Bytes>>, uri: &str, host: &str) {
     assert_eq!(&body[..], BODY);
 }
 
-async fn timed(
-    sender: &mut SendRequest<Full<Bytes>>,
-    uri: &str,
-    host: &str,
-    n: usize,
-) -> (Vec<Duration>, Duration) {
+async fn timed(sender: &mut SendRequest<Full<Bytes>>, uri: &str, host: &str, n: usize) -> (Vec<Duration>, Duration) {
     let mut lat = Vec::with_capacity(n);
     let start = Instant::now();
     for _ in 0..n {
@@ -104,53 +94,29 @@ async fn raw_cold(docker: &bollard::Docker, image: &str) -> (Duration, Duration)
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         env: Some(vec!["FN_FORMAT=default".to_string()]),
-        host_config: Some(HostConfig {
-            memory: Some(128 << 20),
-            ..Default::default()
-        }),
+        host_config: Some(HostConfig { memory: Some(128 << 20), ..Default::default() }),
         ..Default::default()
     };
-    let id = docker
-        .create_container(None::<CreateContainerOptions>, body)
-        .await
-        .unwrap()
-        .id;
-    docker
-        .start_container(&id, None::<StartContainerOptions>)
-        .await
-        .unwrap();
+    let id = docker.create_container(None::<CreateContainerOptions>, body).await.unwrap().id;
+    docker.start_container(&id, None::<StartContainerOptions>).await.unwrap();
     let mut wait = docker.wait_container(&id, None::<WaitContainerOptions>);
     while let Some(r) = wait.next().await {
         assert_eq!(r.unwrap().status_code, 0);
     }
     let ran = t.elapsed();
     let t = Instant::now();
-    let rm = RemoveContainerOptions {
-        force: true,
-        ..Default::default()
-    };
+    let rm = RemoveContainerOptions { force: true, ..Default::default() };
     docker.remove_container(&id, Some(rm)).await.unwrap();
     (ran, t.elapsed())
 }
 
 #[tokio::main]
 async fn main() {
-    let env_n = |k: &str, d: usize| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
+    let env_n = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let n = env_n("BENCH_CALLS", 5000);
     let cold_n = env_n("BENCH_COLD", 20);
-    let docker = bollard::Docker::connect_with_local_defaults()
-        .unwrap()
-        .negotiate_version()
-        .await
-        .unwrap();
-    let image = runner_node::testing::function_image(&docker, "echo")
-        .await
-        .expect("echo image");
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap().negotiate_version().await.unwrap();
+    let image = runner_node::testing::function_image(&docker, "echo").await.expect("echo image");
 
     let cfg = AgentConfig {
         container_label_tag: "fn-invoke-bench".into(),
@@ -161,11 +127,7 @@ async fn main() {
         ..AgentConfig::default()
     };
     let data = Arc::new(MemoryDataAccess::default());
-    let agent = Arc::new(
-        Agent::new(cfg.clone(), Arc::new(DataAccessRecorder(data.clone())))
-            .await
-            .unwrap(),
-    );
+    let agent = Arc::new(Agent::new(cfg.clone(), Arc::new(DataAccessRecorder(data.clone()))).await.unwrap());
     let app = shared::App::new(serde_json::from_value(json!({"name": "bench"})).unwrap()).unwrap();
     let func = shared::Func::new(
         serde_json::from_value(json!({
@@ -202,18 +164,8 @@ async fn main() {
 
     // (a) direct socket vs /invoke, interleaved in rounds so both see the same machine state.
     let root = cfg.iofs_path.join(&cfg.instance_id);
-    let dir = std::fs::read_dir(&root)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let mut direct = connect(
-        tokio::net::UnixStream::connect(dir.join("lsnr.sock"))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let dir = std::fs::read_dir(&root).unwrap().next().unwrap().unwrap().path();
+    let mut direct = connect(tokio::net::UnixStream::connect(dir.join("lsnr.sock")).await.unwrap()).await;
     timed(&mut direct, "/call", "localhost", 200).await;
     let (mut lat_d, mut lat_i) = (Vec::new(), Vec::new());
     let (mut tot_d, mut tot_i) = (Duration::ZERO, Duration::ZERO);
@@ -228,11 +180,7 @@ async fn main() {
     println!("(a) one client, sequential");
     let d = summary("  direct unix socket", lat_d, tot_d);
     let i = summary("  POST /invoke over loopback", lat_i, tot_i);
-    println!(
-        "  invoke overhead: p50 {:?}, p99 {:?}",
-        i.p50.saturating_sub(d.p50),
-        i.p99.saturating_sub(d.p99)
-    );
+    println!("  invoke overhead: p50 {:?}, p99 {:?}", i.p50.saturating_sub(d.p50), i.p99.saturating_sub(d.p99));
 
     // (b) 8 concurrent clients, each on its own keep-alive connection.
     let clients = 8;
@@ -247,9 +195,7 @@ async fn main() {
     let mut tasks = Vec::new();
     for mut c in conns {
         let (uri, host) = (uri.clone(), host.clone());
-        tasks.push(tokio::spawn(async move {
-            timed(&mut c, &uri, &host, per).await.0
-        }));
+        tasks.push(tokio::spawn(async move { timed(&mut c, &uri, &host, per).await.0 }));
     }
     let mut lat = Vec::new();
     for t in tasks {
@@ -281,10 +227,7 @@ async fn main() {
         // Let the agent's background removal finish so it does not weigh on the next run.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!(
-        "(c) cold default-format calls, sequential ({:?} in all)",
-        start.elapsed()
-    );
+    println!("(c) cold default-format calls, sequential ({:?} in all)", start.elapsed());
     let sum = |l: &Vec<Duration>| l.iter().sum::<Duration>();
     let (ta, tr, trr) = (sum(&agent_lat), sum(&raw_lat), sum(&raw_rm));
     let a = summary("  agent (create..wait; rm async)", agent_lat, ta);

@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chrono::Utc;
+use shared::config::bounded;
 use shared::time::DateTime;
 use shared::{Call, CallStatus};
 use tokio::sync::{oneshot, Notify};
-use shared::config::bounded;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -115,11 +115,7 @@ struct ColdContainer {
 
 impl Drop for ColdContainer {
     fn drop(&mut self) {
-        let (id, token, driver) = (
-            std::mem::take(&mut self.id),
-            self.token.take(),
-            self.driver.clone(),
-        );
+        let (id, token, driver) = (std::mem::take(&mut self.id), self.token.take(), self.driver.clone());
         self.tasks.spawn(async move {
             if let Err(e) = driver.remove(&id).await {
                 tracing::warn!(container = %id, error = %e, "failed to remove container");
@@ -161,13 +157,7 @@ impl Finishing {
             let done = self.done.notified();
             tokio::pin!(done);
             done.as_mut().enable();
-            let oldest = self
-                .state
-                .lock()
-                .expect("finishing lock")
-                .1
-                .first()
-                .copied();
+            let oldest = self.state.lock().expect("finishing lock").1.first().copied();
             if oldest.is_none_or(|n| n > upto) {
                 return;
             }
@@ -207,16 +197,10 @@ impl Drop for Busy {
 impl Agent {
     /// An agent on the local Docker engine, with capacity detected from the machine and capped
     /// by the configuration. Leftover containers of this instance are removed first.
-    pub async fn new(
-        cfg: AgentConfig,
-        recorder: Arc<dyn CallRecorder>,
-    ) -> Result<Agent, AgentError> {
+    pub async fn new(cfg: AgentConfig, recorder: Arc<dyn CallRecorder>) -> Result<Agent, AgentError> {
         let driver = Arc::new(DockerDriver::connect(cfg.docker_auth.clone()).await?);
-        let tracker = ResourceTracker::detect(
-            cfg.max_total_memory,
-            cfg.max_total_cpu_mcpus,
-            cfg.non_blocking_resources,
-        );
+        let tracker =
+            ResourceTracker::detect(cfg.max_total_memory, cfg.max_total_cpu_mcpus, cfg.non_blocking_resources);
         Self::with_driver(cfg, driver, tracker, recorder).await
     }
 
@@ -242,13 +226,8 @@ impl Agent {
         // firewall rules that also keep them off the host and the cloud metadata address).
         let mut cfg = cfg;
         if cfg.docker_networks.is_empty() {
-            let labels = HashMap::from([(
-                cfg.container_label_tag.clone(),
-                FUNCTIONS_NETWORK.to_string(),
-            )]);
-            driver
-                .ensure_isolated_network(FUNCTIONS_NETWORK, &labels)
-                .await?;
+            let labels = HashMap::from([(cfg.container_label_tag.clone(), FUNCTIONS_NETWORK.to_string())]);
+            driver.ensure_isolated_network(FUNCTIONS_NETWORK, &labels).await?;
             cfg.docker_networks = vec![FUNCTIONS_NETWORK.to_string()];
         }
         let records = RecordWriter::start(recorder, cfg.record_queue);
@@ -288,23 +267,14 @@ impl Agent {
 
     /// Counters of the hot slot queue for a slot key ([`CallSpec::slot_key`]), if it exists.
     pub fn slot_stats(&self, key: &str) -> Option<SlotStats> {
-        self.inner
-            .queues
-            .lock()
-            .expect("queues lock")
-            .get(key)
-            .map(|q| q.stats())
+        self.inner.queues.lock().expect("queues lock").get(key).map(|q| q.stats())
     }
 
     /// Removes every container labelled as this instance's (a previous run that was killed),
     /// and its socket directories. Returns how many containers were removed.
     pub async fn reap(&self) -> Result<usize, AgentError> {
         let cfg = &self.inner.cfg;
-        let ids = self
-            .inner
-            .driver
-            .list_labelled(&cfg.container_label_tag, &cfg.instance_id)
-            .await?;
+        let ids = self.inner.driver.list_labelled(&cfg.container_label_tag, &cfg.instance_id).await?;
         for id in &ids {
             self.inner.driver.remove(id).await?;
         }
@@ -391,13 +361,7 @@ impl Agent {
             }
             drained.await;
         }
-        let queues: Vec<_> = inner
-            .queues
-            .lock()
-            .expect("queues lock")
-            .values()
-            .cloned()
-            .collect();
+        let queues: Vec<_> = inner.queues.lock().expect("queues lock").values().cloned().collect();
         for q in queues {
             drop(q.drain_idle());
         }
@@ -431,8 +395,8 @@ fn check_iofs_path(path: &std::path::Path) -> Result<(), AgentError> {
         .mode(0o711)
         .create(path)
         .map_err(|e| AgentError::Internal(format!("FN_IOFS_PATH {}: {e}", path.display())))?;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| AgentError::Internal(format!("FN_IOFS_PATH {}: {e}", path.display())))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| AgentError::Internal(format!("FN_IOFS_PATH {}: {e}", path.display())))?;
     let others_write = meta.mode() & 0o022 != 0;
     let sticky = meta.mode() & 0o1000 != 0;
     if others_write && !sticky {
@@ -450,10 +414,7 @@ impl Inner {
     }
 
     fn limits(&self) -> Limits {
-        Limits {
-            max_body: self.cfg.max_response_size,
-            max_headers: self.cfg.max_response_header_size,
-        }
+        Limits { max_body: self.cfg.max_response_size, max_headers: self.cfg.max_response_header_size }
     }
 
     /// Forgets a slot queue that has nothing in it and that nobody else holds, so queues of
@@ -489,10 +450,7 @@ impl Inner {
         if call.format == Format::CloudEvent {
             return (Err(AgentError::UnsupportedFormat(call.format)), None);
         }
-        if !self
-            .tracker
-            .is_possible(call.memory_bytes(), call.cpus_mcpu)
-        {
+        if !self.tracker.is_possible(call.memory_bytes(), call.cpus_mcpu) {
             return (Err(AgentError::CannotAllocate), None);
         }
         let wait_deadline = Instant::now() + bounded(call.timeout);
@@ -515,16 +473,13 @@ impl Inner {
     /// Container settings shared by hot and cold containers, hardening included.
     fn container_spec(&self, call: &CallSpec, env: Vec<String>) -> ContainerSpec {
         let cfg = &self.cfg;
-        let mut labels =
-            HashMap::from([(cfg.container_label_tag.clone(), cfg.instance_id.clone())]);
+        let mut labels = HashMap::from([(cfg.container_label_tag.clone(), cfg.instance_id.clone())]);
         labels.insert("fn.app_id".into(), call.app_id.clone());
         labels.insert("fn.fn_id".into(), call.fn_id.clone());
         let network_mode = match cfg.docker_networks.len() {
             0 => None,
             // Spread containers over the networks in turn.
-            n => Some(
-                cfg.docker_networks[self.next_network.fetch_add(1, Ordering::Relaxed) % n].clone(),
-            ),
+            n => Some(cfg.docker_networks[self.next_network.fetch_add(1, Ordering::Relaxed) % n].clone()),
         };
         let ulimits = [
             ("nofile", cfg.max_open_files),
@@ -550,8 +505,7 @@ impl Inner {
             open_stdin: false,
             stdin_once: false,
             read_only_rootfs: !cfg.disable_readonly_rootfs,
-            user: (!cfg.disable_unprivileged)
-                .then(|| format!("{}:{}", CONTAINER_USER.0, CONTAINER_USER.1)),
+            user: (!cfg.disable_unprivileged).then(|| format!("{}:{}", CONTAINER_USER.0, CONTAINER_USER.1)),
             drop_privileges: !cfg.disable_unprivileged,
             pids_limit: cfg.max_pids,
             ulimits,
@@ -574,10 +528,7 @@ impl Inner {
         record: &mut Call,
         log: &mut LogBuffer,
     ) -> Result<CallResponse, AgentError> {
-        let token = self
-            .tracker
-            .acquire(call.memory_bytes(), call.cpus_mcpu, wait_deadline)
-            .await?;
+        let token = self.tracker.acquire(call.memory_bytes(), call.cpus_mcpu, wait_deadline).await?;
         self.ensure_image(&call.image).await?;
         // The deadline the function sees is fixed at create time; it is close to the real one
         // because create and start are quick once the image is there.
@@ -588,38 +539,23 @@ impl Inner {
         spec.open_stdin = true;
         spec.stdin_once = true;
         let id = self.driver.create(&spec).await?;
-        let container = ColdContainer {
-            id,
-            token: Some(token),
-            driver: self.driver.clone(),
-            tasks: self.tasks.clone(),
-        };
+        let container =
+            ColdContainer { id, token: Some(token), driver: self.driver.clone(), tasks: self.tasks.clone() };
         let attached = self.driver.attach(&container.id, true).await?;
         self.driver.start(&container.id).await?;
         self.started(record).await;
         let exec = async {
-            let body = protocol::default::exchange(
-                attached,
-                call.body.clone(),
-                self.cfg.max_response_size,
-                log,
-            )
-            .await?;
+            let body =
+                protocol::default::exchange(attached, call.body.clone(), self.cfg.max_response_size, log).await?;
             let status = self.driver.wait(&container.id).await?;
             match AgentError::from_exit(status.code, status.oom_killed) {
                 Some(e) => Err(e),
                 None => Ok(body),
             }
         };
-        let body = tokio::time::timeout(call.timeout, exec)
-            .await
-            .map_err(|_| AgentError::Timeout)??;
+        let body = tokio::time::timeout(call.timeout, exec).await.map_err(|_| AgentError::Timeout)??;
         drop(container);
-        Ok(CallResponse {
-            status: 200,
-            headers: http::HeaderMap::new(),
-            body,
-        })
+        Ok(CallResponse { status: 200, headers: http::HeaderMap::new(), body })
     }
 
     /// Hot formats: take (or launch) a container from the slot queue and dispatch over its
@@ -635,24 +571,14 @@ impl Inner {
         let key = call.slot_key();
         let queue = self.queue(&key);
         // Launches only need the function's settings, not this request.
-        let template = Arc::new(CallSpec {
-            body: Bytes::new(),
-            headers: http::HeaderMap::new(),
-            ..call.clone()
-        });
+        let template = Arc::new(CallSpec { body: Bytes::new(), headers: http::HeaderMap::new(), ..call.clone() });
         let container = queue
             .acquire(wait_deadline, self.cfg.hot_poll, |reply| {
                 let (inner, queue, template) = (self.clone(), queue.clone(), template.clone());
-                tokio::spawn(
-                    async move { inner.launch(queue, template, wait_deadline, reply).await },
-                );
+                tokio::spawn(async move { inner.launch(queue, template, wait_deadline, reply).await });
             })
             .await?;
-        let mut busy = Busy {
-            queue: queue.clone(),
-            container: Some(container),
-            settling: false,
-        };
+        let mut busy = Busy { queue: queue.clone(), container: Some(container), settling: false };
         busy.get().ensure_running(&self.driver).await?;
         self.started(record).await;
         let seq = busy.get().open_log(&call.id);
@@ -692,9 +618,7 @@ impl Inner {
                     tracing::warn!(container = %c.id, error = %e, "failed to remove container");
                 }
                 let killed = Instant::now();
-                let log = c
-                    .finish_log(seq, killed, LOG_SETTLE_MAX, LOG_SETTLE_MAX)
-                    .await;
+                let log = c.finish_log(seq, killed, LOG_SETTLE_MAX, LOG_SETTLE_MAX).await;
                 drop((c, busy, queue));
                 inner.prune_queue(&key);
                 log
@@ -704,10 +628,7 @@ impl Inner {
         if c.logs_framed() {
             let (gen, claimed) = queue.release(busy.take());
             self.watch_idle(key, queue, c.clone(), gen, claimed);
-            let tail = async move {
-                c.finish_log(seq, answered, FRAMED_QUIET, FRAMED_SETTLE_MAX)
-                    .await
-            };
+            let tail = async move { c.finish_log(seq, answered, FRAMED_QUIET, FRAMED_SETTLE_MAX).await };
             return Ok((result, Box::pin(tail)));
         }
         queue.settling(true);
@@ -762,11 +683,7 @@ impl Inner {
         }
     }
 
-    async fn start_hot(
-        &self,
-        call: &CallSpec,
-        token: ResourceToken,
-    ) -> Result<Arc<HotContainer>, AgentError> {
+    async fn start_hot(&self, call: &CallSpec, token: ResourceToken) -> Result<Arc<HotContainer>, AgentError> {
         self.ensure_image(&call.image).await?;
         let mut env = call.base_env();
         let mut spec = self.container_spec(call, Vec::new());
@@ -775,11 +692,7 @@ impl Inner {
             // The function creates its socket there as the container's user, and only it may.
             let owner = (!self.cfg.disable_unprivileged).then_some(CONTAINER_USER);
             let dir = IofsDir::create(&self.iofs_root(), &spec.name, owner)?;
-            spec.binds.push(format!(
-                "{}:{}",
-                dir.0.display(),
-                protocol::http_stream::CONTAINER_DIR
-            ));
+            spec.binds.push(format!("{}:{}", dir.0.display(), protocol::http_stream::CONTAINER_DIR));
             env.push(format!("FN_LISTENER={}", protocol::http_stream::LISTENER));
             iofs = Some(dir);
         } else {
@@ -872,10 +785,7 @@ mod tests {
 
     #[test]
     fn container_spec_is_hardened_by_default_and_switchable() {
-        let cfg = AgentConfig {
-            instance_id: "node-1".into(),
-            ..AgentConfig::default()
-        };
+        let cfg = AgentConfig { instance_id: "node-1".into(), ..AgentConfig::default() };
         let spec_for = |cfg: AgentConfig| {
             let inner = Inner {
                 cfg,
@@ -900,10 +810,7 @@ mod tests {
         assert_eq!(s.user.as_deref(), Some("1000:1000"));
         assert_eq!(s.pids_limit, 50);
         assert_eq!(s.memory_bytes, 64 << 20);
-        assert_eq!(
-            s.labels.get("fnproject.runner").map(String::as_str),
-            Some("node-1")
-        );
+        assert_eq!(s.labels.get("fnproject.runner").map(String::as_str), Some("node-1"));
         let s = spec_for(AgentConfig {
             disable_readonly_rootfs: true,
             disable_unprivileged: true,

@@ -204,7 +204,13 @@ async fn spec(data: &dyn DataAccess, q: &QueuedCall) -> Result<CallSpec, Error> 
             }
         }
     }
-    let incoming = Incoming { id: q.call.id.clone(), method: q.method.clone(), url: q.url.clone(), headers, body: Bytes::from(body) };
+    let incoming = Incoming {
+        id: q.call.id.clone(),
+        method: q.method.clone(),
+        url: q.url.clone(),
+        headers,
+        body: Bytes::from(body),
+    };
     let mut spec = if q.call.fn_id.is_empty() {
         let app = data.app_by_id(&q.call.app_id).await?;
         let route = data.route(&app.id, &q.call.path).await?;

@@ -119,11 +119,7 @@ impl CallSpec {
     /// Environment every container of this call's function gets (docs/fn-compatibility.md, "Function
     /// formats and environment").
     pub fn base_env(&self) -> Vec<String> {
-        let mut env: Vec<String> = self
-            .config
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let mut env: Vec<String> = self.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.push(format!("FN_FORMAT={}", self.format.as_str()));
         env.push(format!("FN_APP_NAME={}", self.app_name));
         env.push(format!("FN_APP_ID={}", self.app_id));
@@ -158,11 +154,7 @@ mod tests {
         let a = CallSpec::new("1", "img");
         let mut b = CallSpec::new("2", "img");
         b.body = Bytes::from_static(b"other request");
-        assert_eq!(
-            a.slot_key(),
-            b.slot_key(),
-            "the request is not part of the key"
-        );
+        assert_eq!(a.slot_key(), b.slot_key(), "the request is not part of the key");
         b.config.insert("K".into(), "V".into());
         assert_ne!(a.slot_key(), b.slot_key());
         let mut c = CallSpec::new("3", "img");

@@ -117,11 +117,7 @@ impl AgentConfig {
         let num = |k: &str| -> Result<Option<i64>, String> {
             match get(k).filter(|v| !v.trim().is_empty()) {
                 None => Ok(None),
-                Some(v) => v
-                    .trim()
-                    .parse::<i64>()
-                    .map(Some)
-                    .map_err(|e| format!("{k}={v}: {e}")),
+                Some(v) => v.trim().parse::<i64>().map(Some).map_err(|e| format!("{k}={v}: {e}")),
             }
         };
         // Negative is "never"; every value is capped at `NEVER`, so deadlines made from it cannot
@@ -137,8 +133,7 @@ impl AgentConfig {
             Ok(())
         };
         if let Some(n) = num("FN_FREEZE_IDLE_MSECS")? {
-            c.freeze_idle =
-                (n >= 0).then(|| shared::config::bounded(Duration::from_millis(n as u64)));
+            c.freeze_idle = (n >= 0).then(|| shared::config::bounded(Duration::from_millis(n as u64)));
         }
         msecs("FN_HOT_POLL_MSECS", &mut c.hot_poll)?;
         msecs("FN_HOT_START_TIMEOUT_MSECS", &mut c.hot_start_timeout)?;
@@ -188,10 +183,8 @@ impl AgentConfig {
         if let Some(v) = get("FN_IOFS_PATH").filter(|v| !v.is_empty()) {
             c.iofs_path = PathBuf::from(v);
         }
-        c.docker_auth = get("FN_DOCKER_AUTH")
-            .or_else(|| get("DOCKER_AUTH"))
-            .filter(|v| !v.is_empty())
-            .map(RegistryAuth::new);
+        c.docker_auth =
+            get("FN_DOCKER_AUTH").or_else(|| get("DOCKER_AUTH")).filter(|v| !v.is_empty()).map(RegistryAuth::new);
         Ok(c)
     }
 }
@@ -214,10 +207,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(vars: &[(&str, &str)]) -> Result<AgentConfig, String> {
-        let m: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         AgentConfig::from_lookup(|k| m.get(k).cloned())
     }
 
@@ -228,26 +218,16 @@ mod tests {
         assert_eq!(c.max_pids, 50);
         assert_eq!(c.max_log_size, 1 << 20);
         assert_eq!(c.hot_start_timeout, Duration::from_secs(5));
-        assert_eq!(
-            (c.max_request_size, c.max_response_size),
-            (6 << 20, 6 << 20)
-        );
+        assert_eq!((c.max_request_size, c.max_response_size), (6 << 20, 6 << 20));
         let c = cfg(&[("FN_MAX_REQUEST_SIZE", "0"), ("FN_MAX_RESPONSE_SIZE", "10")]).unwrap();
-        assert_eq!(
-            (c.max_request_size, c.max_response_size),
-            (0, 10),
-            "0 is unlimited"
-        );
+        assert_eq!((c.max_request_size, c.max_response_size), (0, 10), "0 is unlimited");
     }
 
     #[test]
     fn reads_overrides_and_rejects_bad_numbers() {
-        let c = cfg(&[
-            ("FN_FREEZE_IDLE_MSECS", "-1"),
-            ("FN_DISABLE_READONLY_ROOTFS", ""),
-            ("FN_DOCKER_NETWORKS", "a b"),
-        ])
-        .unwrap();
+        let c =
+            cfg(&[("FN_FREEZE_IDLE_MSECS", "-1"), ("FN_DISABLE_READONLY_ROOTFS", ""), ("FN_DOCKER_NETWORKS", "a b")])
+                .unwrap();
         assert_eq!(c.freeze_idle, None);
         assert!(c.disable_readonly_rootfs);
         assert_eq!(c.docker_networks, vec!["a", "b"]);
@@ -258,38 +238,22 @@ mod tests {
     fn registry_credentials_never_show_in_debug_output() {
         let secret = r#"{"auths":{"registry.example.com":{"auth":"dXNlcjpodW50ZXIy"}}}"#;
         let c = cfg(&[("FN_DOCKER_AUTH", secret)]).unwrap();
-        assert_eq!(
-            c.docker_auth.as_ref().map(|a| a.expose().as_str()),
-            Some(secret)
-        );
+        assert_eq!(c.docker_auth.as_ref().map(|a| a.expose().as_str()), Some(secret));
         let shown = format!("{c:?}");
-        assert!(
-            !shown.contains("dXNlcjpodW50ZXIy") && !shown.contains("registry.example.com"),
-            "{shown}"
-        );
+        assert!(!shown.contains("dXNlcjpodW50ZXIy") && !shown.contains("registry.example.com"), "{shown}");
         assert!(shown.contains(shared::secret::REDACTED), "{shown}");
     }
 
     /// Every `*_MSECS` setting the agent reads, at -1 ("never") and at `i64::MAX`.
-    pub(crate) const MSECS_VARIABLES: [&str; 4] = [
-        "FN_FREEZE_IDLE_MSECS",
-        "FN_HOT_POLL_MSECS",
-        "FN_HOT_START_TIMEOUT_MSECS",
-        "FN_HOT_PULL_TIMEOUT_MSECS",
-    ];
+    pub(crate) const MSECS_VARIABLES: [&str; 4] =
+        ["FN_FREEZE_IDLE_MSECS", "FN_HOT_POLL_MSECS", "FN_HOT_START_TIMEOUT_MSECS", "FN_HOT_PULL_TIMEOUT_MSECS"];
 
     #[test]
     fn msecs_settings_take_never_and_huge_values() {
         for value in ["-1".to_string(), i64::MAX.to_string()] {
-            let vars: Vec<(&str, &str)> = MSECS_VARIABLES
-                .iter()
-                .map(|k| (*k, value.as_str()))
-                .collect();
+            let vars: Vec<(&str, &str)> = MSECS_VARIABLES.iter().map(|k| (*k, value.as_str())).collect();
             let c = cfg(&vars).unwrap();
-            for d in [c.hot_poll, c.hot_start_timeout, c.pull_timeout]
-                .into_iter()
-                .chain(c.freeze_idle)
-            {
+            for d in [c.hot_poll, c.hot_start_timeout, c.pull_timeout].into_iter().chain(c.freeze_idle) {
                 assert!(d <= shared::config::NEVER, "{value}: {d:?}");
                 // What the agent does with them: deadlines from now.
                 let _ = tokio::time::Instant::now() + d;

@@ -153,30 +153,15 @@ mod tests {
 
     #[test]
     fn statuses_and_messages_follow_the_reference_table() {
-        assert_eq!(
-            AgentError::from_exit(3, false).unwrap().to_string(),
-            "container exit code 3"
-        );
+        assert_eq!(AgentError::from_exit(3, false).unwrap().to_string(), "container exit code 3");
         assert_eq!(AgentError::from_exit(137, false).unwrap().status(), 502);
-        assert!(AgentError::from_exit(137, false)
-            .unwrap()
-            .to_string()
-            .contains("raise route.memory"));
+        assert!(AgentError::from_exit(137, false).unwrap().to_string().contains("raise route.memory"));
         assert!(AgentError::from_exit(0, false).is_none());
-        assert!(matches!(
-            AgentError::from_exit(0, true),
-            Some(AgentError::OutOfMemory)
-        ));
+        assert!(matches!(AgentError::from_exit(0, true), Some(AgentError::OutOfMemory)));
         assert_eq!(AgentError::TooBusy.status(), 503);
-        assert_eq!(
-            AgentError::TooBusy.retry_after(),
-            Some(Duration::from_secs(15))
-        );
+        assert_eq!(AgentError::TooBusy.retry_after(), Some(Duration::from_secs(15)));
         assert_eq!(AgentError::CannotAllocate.status(), 400);
         assert_eq!(AgentError::Timeout.status(), 504);
-        assert_eq!(
-            AgentError::Docker("boom".into()).message(),
-            "internal server error"
-        );
+        assert_eq!(AgentError::Docker("boom".into()).message(), "internal server error");
     }
 }

@@ -74,20 +74,12 @@ impl IofsDir {
     /// with mode 0700, so nobody else can plant or swap files in it. Without one (the container runs
     /// as its image's user) or when the agent may not give files away (it is not root), the
     /// container's user is unknown to the host, so the directory must stay open to all (0777).
-    pub fn create(
-        root: &Path,
-        name: &str,
-        owner: Option<(u32, u32)>,
-    ) -> Result<IofsDir, AgentError> {
+    pub fn create(root: &Path, name: &str, owner: Option<(u32, u32)>) -> Result<IofsDir, AgentError> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        let fail =
-            |what: &str, e: std::io::Error| AgentError::Internal(format!("iofs dir {what}: {e}"));
+        let fail = |what: &str, e: std::io::Error| AgentError::Internal(format!("iofs dir {what}: {e}"));
         prepare_root(root)?;
         let dir = root.join(name);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| fail("create", e))?;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| fail("create", e))?;
         let dir = IofsDir(dir);
         let given = match owner {
             Some((uid, gid)) => match std::os::unix::fs::chown(&dir.0, Some(uid), Some(gid)) {
@@ -100,8 +92,7 @@ impl IofsDir {
             None => false,
         };
         if !given {
-            std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777))
-                .map_err(|e| fail("mode", e))?;
+            std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).map_err(|e| fail("mode", e))?;
         }
         Ok(dir)
     }
@@ -111,13 +102,8 @@ impl IofsDir {
 /// that others may write to: whoever can write there can swap a container's directory.
 pub(crate) fn prepare_root(root: &Path) -> Result<(), AgentError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let fail =
-        |e: std::io::Error| AgentError::Internal(format!("iofs root {}: {e}", root.display()));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(IOFS_ROOT_MODE)
-        .create(root)
-        .map_err(fail)?;
+    let fail = |e: std::io::Error| AgentError::Internal(format!("iofs root {}: {e}", root.display()));
+    std::fs::DirBuilder::new().recursive(true).mode(IOFS_ROOT_MODE).create(root).map_err(fail)?;
     let meta = std::fs::symlink_metadata(root).map_err(fail)?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
@@ -128,8 +114,7 @@ pub(crate) fn prepare_root(root: &Path) -> Result<(), AgentError> {
         )));
     }
     if meta.mode() & 0o7777 != IOFS_ROOT_MODE {
-        std::fs::set_permissions(root, std::fs::Permissions::from_mode(IOFS_ROOT_MODE))
-            .map_err(fail)?;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(IOFS_ROOT_MODE)).map_err(fail)?;
     }
     Ok(())
 }
@@ -167,11 +152,7 @@ impl HotContainer {
         }
     }
 
-    async fn open(
-        call: &CallSpec,
-        id: &str,
-        s: HotStart<'_>,
-    ) -> Result<Arc<HotContainer>, AgentError> {
+    async fn open(call: &CallSpec, id: &str, s: HotStart<'_>) -> Result<Arc<HotContainer>, AgentError> {
         let stdio = matches!(call.format, Format::Http | Format::Json);
         let attached = s.driver.attach(id, stdio).await?;
         let logs = Arc::new(CallLogs::new(id, true, !stdio, s.log_cap));
@@ -207,22 +188,14 @@ impl HotContainer {
                     }
                     Err(e) => {
                         tracing::debug!(container = %id, error = %e, "wait failed");
-                        let _ = exit_tx.send(Some(ExitStatus {
-                            code: -1,
-                            oom_killed: false,
-                        }));
+                        let _ = exit_tx.send(Some(ExitStatus { code: -1, oom_killed: false }));
                     }
                 }
             });
         }
         let conn = match call.format {
             Format::HttpStream => {
-                let dir = s
-                    .iofs
-                    .as_ref()
-                    .expect("http-stream has a socket dir")
-                    .0
-                    .clone();
+                let dir = s.iofs.as_ref().expect("http-stream has a socket dir").0.clone();
                 let mut exit = exit_rx.clone();
                 let exited = async move {
                     let _ = exit.wait_for(|e| e.is_some()).await;
@@ -230,11 +203,7 @@ impl HotContainer {
                 HotConn::Hyper(protocol::http_stream::connect(&dir, s.start_timeout, exited).await?)
             }
             Format::Http => {
-                let io = StdioIo {
-                    stdin: attached.stdin,
-                    stdout: stdout_rx,
-                    pending: Bytes::new(),
-                };
+                let io = StdioIo { stdin: attached.stdin, stdout: stdout_rx, pending: Bytes::new() };
                 HotConn::Hyper(protocol::handshake(io).await?)
             }
             Format::Json => HotConn::Json(protocol::json::JsonConn {
@@ -242,9 +211,7 @@ impl HotContainer {
                 stdout: stdout_rx,
                 buf: BytesMut::new(),
             }),
-            Format::Default | Format::CloudEvent => {
-                return Err(AgentError::UnsupportedFormat(call.format))
-            }
+            Format::Default | Format::CloudEvent => return Err(AgentError::UnsupportedFormat(call.format)),
         };
         Ok(Arc::new(HotContainer {
             id: id.to_string(),
@@ -262,20 +229,13 @@ impl HotContainer {
     }
 
     /// Runs one call. The caller bounds it with the call's timeout.
-    pub async fn dispatch(
-        &self,
-        call: &CallSpec,
-        deadline: DateTime<Utc>,
-        limits: Limits,
-    ) -> Outcome {
+    pub async fn dispatch(&self, call: &CallSpec, deadline: DateTime<Utc>, limits: Limits) -> Outcome {
         let mut conn = self.conn.lock().await;
         match &mut *conn {
             HotConn::Hyper(sender) if call.format == Format::HttpStream => {
                 protocol::http_stream::dispatch(sender, call, deadline, limits).await
             }
-            HotConn::Hyper(sender) => {
-                protocol::http::dispatch(sender, call, deadline, limits).await
-            }
+            HotConn::Hyper(sender) => protocol::http::dispatch(sender, call, deadline, limits).await,
             HotConn::Json(j) => protocol::json::dispatch(j, call, deadline, limits).await,
         }
     }
@@ -292,13 +252,7 @@ impl HotContainer {
     }
 
     /// Waits for the end of a call's log (see [`CallLogs::finish`]) and returns it.
-    pub async fn finish_log(
-        &self,
-        seq: u64,
-        answered: Instant,
-        quiet: Duration,
-        max: Duration,
-    ) -> Bytes {
+    pub async fn finish_log(&self, seq: u64, answered: Instant, quiet: Duration, max: Duration) -> Bytes {
         self.logs.finish(seq, answered, quiet, max).await
     }
 
@@ -307,10 +261,7 @@ impl HotContainer {
         let mut rx = self.exit.clone();
         let status = match rx.wait_for(|e| e.is_some()).await {
             Ok(v) => v.expect("checked"),
-            Err(_) => ExitStatus {
-                code: -1,
-                oom_killed: false,
-            },
+            Err(_) => ExitStatus { code: -1, oom_killed: false },
         };
         status
     }

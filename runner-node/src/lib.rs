@@ -33,8 +33,8 @@ pub mod node;
 mod protocol;
 pub mod recorder;
 pub mod resources;
-pub mod slow_clients;
 mod slots;
+pub mod slow_clients;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -56,18 +56,8 @@ impl MemoryDataAccess {
     }
 }
 
-fn find<T: Clone>(
-    items: &Mutex<Vec<T>>,
-    pred: impl Fn(&T) -> bool,
-    missing: Error,
-) -> Result<T, Error> {
-    items
-        .lock()
-        .expect("memory data lock")
-        .iter()
-        .find(|x| pred(x))
-        .cloned()
-        .ok_or(missing)
+fn find<T: Clone>(items: &Mutex<Vec<T>>, pred: impl Fn(&T) -> bool, missing: Error) -> Result<T, Error> {
+    items.lock().expect("memory data lock").iter().find(|x| pred(x)).cloned().ok_or(missing)
 }
 
 #[async_trait]
@@ -82,18 +72,9 @@ impl DataAccess for MemoryDataAccess {
         find(&self.fns, |f| f.id == id, Error::FnNotFound)
     }
     async fn route(&self, app_id: &str, path: &str) -> Result<Route, Error> {
-        find(
-            &self.routes,
-            |r| r.app_id == app_id && r.path == path,
-            Error::RouteNotFound,
-        )
+        find(&self.routes, |r| r.app_id == app_id && r.path == path, Error::RouteNotFound)
     }
-    async fn trigger_by_source(
-        &self,
-        app_id: &str,
-        trigger_type: &str,
-        source: &str,
-    ) -> Result<Trigger, Error> {
+    async fn trigger_by_source(&self, app_id: &str, trigger_type: &str, source: &str) -> Result<Trigger, Error> {
         find(
             &self.triggers,
             |t| t.app_id == app_id && t.trigger_type.as_str() == trigger_type && t.source == source,
@@ -104,18 +85,11 @@ impl DataAccess for MemoryDataAccess {
         if self.fail_enqueue.load(Ordering::SeqCst) {
             return Err(Error::Unavailable("queue unavailable".into()));
         }
-        self.queued
-            .lock()
-            .expect("memory data lock")
-            .push(call.clone());
+        self.queued.lock().expect("memory data lock").push(call.clone());
         Ok(())
     }
     async fn dequeue(&self, wait: Duration) -> Result<Option<Delivery>, Error> {
-        let next = self
-            .deliveries
-            .lock()
-            .expect("memory data lock")
-            .pop_front();
+        let next = self.deliveries.lock().expect("memory data lock").pop_front();
         if next.is_none() {
             tokio::time::sleep(wait.min(Duration::from_millis(50))).await;
         }
@@ -123,34 +97,20 @@ impl DataAccess for MemoryDataAccess {
     }
     async fn call_started(&self, call: &Call) -> Result<(), Error> {
         self.record_delay().await;
-        self.records.lock().expect("memory data lock").push((
-            "started".into(),
-            call.clone(),
-            String::new(),
-        ));
+        self.records.lock().expect("memory data lock").push(("started".into(), call.clone(), String::new()));
         Ok(())
     }
     async fn call_finished(&self, call: &Call, log: &str) -> Result<(), Error> {
         self.record_delay().await;
-        self.records.lock().expect("memory data lock").push((
-            "finished".into(),
-            call.clone(),
-            log.to_string(),
-        ));
+        self.records.lock().expect("memory data lock").push(("finished".into(), call.clone(), log.to_string()));
         Ok(())
     }
     async fn complete(&self, delivery: &Delivery, call: &Call) -> Result<(), Error> {
-        self.completed
-            .lock()
-            .expect("memory data lock")
-            .push((delivery.clone(), call.clone()));
+        self.completed.lock().expect("memory data lock").push((delivery.clone(), call.clone()));
         Ok(())
     }
     async fn heartbeat(&self, delivery: &Delivery) -> Result<Duration, Error> {
-        self.heartbeats
-            .lock()
-            .expect("memory data lock")
-            .push(delivery.call.call.id.clone());
+        self.heartbeats.lock().expect("memory data lock").push(delivery.call.call.id.clone());
         match self.lease_ms.load(Ordering::SeqCst) {
             0 => Ok(Duration::from_secs(30)),
             ms => Ok(Duration::from_millis(ms)),

@@ -13,9 +13,9 @@ use shared::config::{is_set, parse_or, string_or, ConfigError, Source};
 use shared::secret::{Secret, SecretUrl};
 use tokio::sync::watch;
 
-use crate::hybrid::{self, HybridSettings};
 use crate::http::error::respond;
 use crate::http::{configure as invoke_routes, DataAccessRecorder, InvokeState, Shape};
+use crate::hybrid::{self, HybridSettings};
 use crate::slow_clients::HttpTimeouts;
 use crate::{Agent, AgentConfig};
 
@@ -70,14 +70,21 @@ impl RunnerSettings {
             .into());
         }
         if is_set(src, "FN_DB_URL") {
-            return Err(ConfigError::Missing("Runner nodes must not be configured with a datastore (FN_DB_URL).".into()).into());
+            return Err(ConfigError::Missing(
+                "Runner nodes must not be configured with a datastore (FN_DB_URL).".into(),
+            )
+            .into());
         }
         if is_set(src, "FN_MQ_URL") {
-            return Err(ConfigError::Missing("Runner nodes must not be configured with a message queue (FN_MQ_URL).".into()).into());
+            return Err(ConfigError::Missing(
+                "Runner nodes must not be configured with a message queue (FN_MQ_URL).".into(),
+            )
+            .into());
         }
-        let api_url = src.get("FN_RUNNER_API_URL").filter(|u| !u.is_empty()).ok_or_else(|| {
-            ConfigError::Missing("No FN_RUNNER_API_URL provided for an Fn Runner node.".into())
-        })?;
+        let api_url = src
+            .get("FN_RUNNER_API_URL")
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| ConfigError::Missing("No FN_RUNNER_API_URL provided for an Fn Runner node.".into()))?;
         let listen_host = string_or(src, "FN_LISTEN_HOST", "").trim().to_string();
         Ok(RunnerSettings {
             port: parse_or(src, "FN_PORT", 8080)?,
@@ -129,12 +136,13 @@ pub async fn run(settings: RunnerSettings) -> Result<(), RunnerError> {
         })?;
     let config = AgentConfig::from_env().map_err(RunnerError::Agent)?;
     let agent = Arc::new(
-        Agent::new(config, Arc::new(DataAccessRecorder(data.clone()))).await.map_err(|e| RunnerError::Agent(e.to_string()))?,
+        Agent::new(config, Arc::new(DataAccessRecorder(data.clone())))
+            .await
+            .map_err(|e| RunnerError::Agent(e.to_string()))?,
     );
     let (stop, stopped) = watch::channel(false);
-    let async_loop = settings
-        .run_async
-        .then(|| tokio::spawn(crate::async_loop::run(agent.clone(), data.clone(), stopped.clone())));
+    let async_loop =
+        settings.run_async.then(|| tokio::spawn(crate::async_loop::run(agent.clone(), data.clone(), stopped.clone())));
 
     let state = InvokeState::new(agent.clone(), data.clone());
     let timeouts = settings.http_timeouts;
@@ -151,7 +159,10 @@ pub async fn run(settings: RunnerSettings) -> Result<(), RunnerError> {
     .keep_alive(timeouts.keep_alive())
     .bind((settings.listen_host.as_str(), settings.port))
     .map_err(|cause| {
-        RunnerError::Io(std::io::Error::new(cause.kind(), format!("cannot listen on {}:{}: {cause}", settings.listen_host, settings.port)))
+        RunnerError::Io(std::io::Error::new(
+            cause.kind(),
+            format!("cannot listen on {}:{}: {cause}", settings.listen_host, settings.port),
+        ))
     })?;
     let addr = server.addrs().first().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(%addr, api = %settings.api_url, "runner-node listening");
@@ -215,7 +226,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("FN_NODE_TYPE"), "{e}");
-        let s = RunnerSettings::from_source(&env(&[("FN_RUNNER_API_URL", "grpc://a:1"), ("FN_RUNNER_TOKEN", "t")])).unwrap();
+        let s = RunnerSettings::from_source(&env(&[("FN_RUNNER_API_URL", "grpc://a:1"), ("FN_RUNNER_TOKEN", "t")]))
+            .unwrap();
         assert_eq!((s.port, s.token.as_ref().map(|t| t.expose().as_str()), s.run_async), (8080, Some("t"), true));
         assert_eq!(s.listen_host, "0.0.0.0");
     }

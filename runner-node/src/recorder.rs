@@ -61,16 +61,8 @@ impl RecordWriter {
         let task = tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
                 let (kind, call_id, res) = match ev {
-                    Event::Started(c) => (
-                        "start",
-                        c.id.clone(),
-                        guarded(recorder.call_started(&c)).await,
-                    ),
-                    Event::Finished(c, log) => (
-                        "finish",
-                        c.id.clone(),
-                        guarded(recorder.call_finished(&c, log)).await,
-                    ),
+                    Event::Started(c) => ("start", c.id.clone(), guarded(recorder.call_started(&c)).await),
+                    Event::Finished(c, log) => ("finish", c.id.clone(), guarded(recorder.call_finished(&c, log)).await),
                     Event::Flush(done) => {
                         let _ = done.send(());
                         continue;
@@ -81,19 +73,13 @@ impl RecordWriter {
                 }
             }
         });
-        RecordWriter {
-            tx: Mutex::new(Some(tx)),
-            task: Mutex::new(Some(task)),
-        }
+        RecordWriter { tx: Mutex::new(Some(tx)), task: Mutex::new(Some(task)) }
     }
 
     /// A writer that drops everything (unit tests without a runtime).
     #[cfg(test)]
     pub fn inert() -> Self {
-        RecordWriter {
-            tx: Mutex::new(None),
-            task: Mutex::new(None),
-        }
+        RecordWriter { tx: Mutex::new(None), task: Mutex::new(None) }
     }
 
     async fn send(&self, ev: Event) {
@@ -133,9 +119,7 @@ impl RecordWriter {
 
 /// Runs one recording; a panic in it becomes that record's error, so one bad record (or a buggy
 /// recorder) never stops the writer and every later record still gets written.
-async fn guarded(
-    record: impl std::future::Future<Output = Result<(), RecordError>>,
-) -> Result<(), RecordError> {
+async fn guarded(record: impl std::future::Future<Output = Result<(), RecordError>>) -> Result<(), RecordError> {
     match std::panic::AssertUnwindSafe(record).catch_unwind().await {
         Ok(res) => res,
         Err(panic) => {
@@ -158,10 +142,7 @@ pub(crate) struct LogBuffer {
 
 impl LogBuffer {
     pub fn new(cap: usize) -> Self {
-        LogBuffer {
-            buf: Vec::new(),
-            cap,
-        }
+        LogBuffer { buf: Vec::new(), cap }
     }
 
     pub fn write(&mut self, data: &[u8]) {
@@ -197,10 +178,7 @@ mod tests {
             Ok(())
         }
         async fn call_finished(&self, c: &Call, log: Bytes) -> Result<(), RecordError> {
-            self.0
-                .lock()
-                .unwrap()
-                .push(format!("end {} {}", c.id, String::from_utf8_lossy(&log)));
+            self.0.lock().unwrap().push(format!("end {} {}", c.id, String::from_utf8_lossy(&log)));
             Ok(())
         }
     }
@@ -255,9 +233,6 @@ mod tests {
         }
         w.flush().await;
         w.close().await;
-        assert_eq!(
-            *rec.0.lock().unwrap(),
-            ["start a", "end a", "start b", "end b"]
-        );
+        assert_eq!(*rec.0.lock().unwrap(), ["start a", "end a", "start b", "end b"]);
     }
 }

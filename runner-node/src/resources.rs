@@ -132,11 +132,7 @@ impl ResourceTracker {
                     if waiting {
                         s.waiters -= 1;
                     }
-                    return Ok(ResourceToken {
-                        tracker: self.clone(),
-                        memory,
-                        cpu,
-                    });
+                    return Ok(ResourceToken { tracker: self.clone(), memory, cpu });
                 }
                 if self.non_blocking {
                     break Err(AgentError::TooBusy);
@@ -177,15 +173,12 @@ fn detect_memory() -> u64 {
         .and_then(|kb| kb.parse::<u64>().ok())
         .map(|kb| kb * 1024)
         .unwrap_or(2 << 30);
-    let cgroup = [
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-        "/sys/fs/cgroup/memory.max",
-    ]
-    .iter()
-    .filter_map(|p| std::fs::read_to_string(p).ok())
-    .filter_map(|s| s.trim().parse::<u64>().ok())
-    .min()
-    .unwrap_or(u64::MAX);
+    let cgroup = ["/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|s| s.trim().parse::<u64>().ok())
+        .min()
+        .unwrap_or(u64::MAX);
     let avail = available.min(cgroup);
     let headroom = (avail / 10).clamp(256 << 20, 5 << 30);
     avail.saturating_sub(headroom)
@@ -193,19 +186,9 @@ fn detect_memory() -> u64 {
 
 /// CPU in mCPU: processors × 1000, min the cgroup CFS quota.
 fn detect_cpu() -> u64 {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get() as u64)
-        .unwrap_or(1)
-        * 1000;
-    let read = |p: &str| {
-        std::fs::read_to_string(p)
-            .ok()
-            .map(|s| s.trim().to_string())
-    };
-    let quota = match (
-        read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
-        read("/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
-    ) {
+    let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1) * 1000;
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    let quota = match (read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")) {
         (Some(q), Some(p)) => match (q.parse::<i64>(), p.parse::<i64>()) {
             (Ok(q), Ok(p)) if q > 0 && p > 0 => Some(q as u64 * 1000 / p as u64),
             _ => None,
@@ -232,16 +215,11 @@ mod tests {
         let _b = t.acquire(128 << 20, 500, deadline).await.unwrap();
         assert_eq!(t.used(), (256 << 20, 1000));
         // No CPU left: waits until the deadline, then "too busy".
-        assert!(matches!(
-            t.acquire(1, 1, deadline).await,
-            Err(AgentError::TooBusy)
-        ));
+        assert!(matches!(t.acquire(1, 1, deadline).await, Err(AgentError::TooBusy)));
         // Releasing wakes a waiter.
         let t2 = t.clone();
-        let waiter = tokio::spawn(async move {
-            t2.acquire(10 << 20, 100, Instant::now() + Duration::from_secs(5))
-                .await
-        });
+        let waiter =
+            tokio::spawn(async move { t2.acquire(10 << 20, 100, Instant::now() + Duration::from_secs(5)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(t.waiters(), 1);
         drop(a);
@@ -253,16 +231,10 @@ mod tests {
     async fn impossible_requests_fail_at_once() {
         let t = ResourceTracker::with_capacity(100, 100, false);
         let far = Instant::now() + Duration::from_secs(60);
-        assert!(matches!(
-            t.acquire(101, 1, far).await,
-            Err(AgentError::CannotAllocate)
-        ));
+        assert!(matches!(t.acquire(101, 1, far).await, Err(AgentError::CannotAllocate)));
         let nb = ResourceTracker::with_capacity(100, 100, true);
         let _held = nb.acquire(100, 1, far).await.unwrap();
-        assert!(matches!(
-            nb.acquire(1, 1, far).await,
-            Err(AgentError::TooBusy)
-        ));
+        assert!(matches!(nb.acquire(1, 1, far).await, Err(AgentError::TooBusy)));
     }
 
     #[test]

@@ -88,12 +88,7 @@ impl<C: Send + Sync + 'static> SlotQueue<C> {
 
     pub fn stats(&self) -> SlotStats {
         let s = self.state.lock().expect("slot lock");
-        SlotStats {
-            waiting: s.waiting,
-            starting: s.starting,
-            idle: s.idle.len(),
-            busy: s.busy,
-        }
+        SlotStats { waiting: s.waiting, starting: s.starting, idle: s.idle.len(), busy: s.busy }
     }
 
     /// Gets a container for one call. `launch` is called (at most once per wait) to start a
@@ -179,11 +174,7 @@ impl<C: Send + Sync + 'static> SlotQueue<C> {
             }
             s.next_gen += 1;
             let gen = s.next_gen;
-            s.idle.push(IdleEntry {
-                item,
-                gen,
-                _claimed: tx,
-            });
+            s.idle.push(IdleEntry { item, gen, _claimed: tx });
             gen
         };
         self.changed.notify_waiters();
@@ -216,12 +207,7 @@ impl<C: Send + Sync + 'static> SlotQueue<C> {
 
     /// Whether the idle entry `gen` is still on the stack.
     pub fn is_idle(&self, gen: u64) -> bool {
-        self.state
-            .lock()
-            .expect("slot lock")
-            .idle
-            .iter()
-            .any(|e| e.gen == gen)
+        self.state.lock().expect("slot lock").idle.iter().any(|e| e.gen == gen)
     }
 
     /// Takes every idle container (shutdown).
@@ -267,36 +253,15 @@ mod tests {
     async fn reuses_the_most_recently_idle_container() {
         let q = Arc::new(SlotQueue::<usize>::new());
         let launched = Arc::new(AtomicUsize::new(0));
-        let a = q
-            .acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO))
-            .await
-            .unwrap();
-        let b = q
-            .acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO))
-            .await
-            .unwrap();
+        let a = q.acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO)).await.unwrap();
+        let b = q.acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO)).await.unwrap();
         assert_eq!(launched.load(Ordering::SeqCst), 2);
         q.release(a);
         q.release(b.clone());
-        let c = q
-            .acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO))
-            .await
-            .unwrap();
+        let c = q.acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO)).await.unwrap();
         assert!(Arc::ptr_eq(&b, &c), "LIFO: the last released comes first");
-        assert_eq!(
-            launched.load(Ordering::SeqCst),
-            2,
-            "no launch while a container is idle"
-        );
-        assert_eq!(
-            q.stats(),
-            SlotStats {
-                waiting: 0,
-                starting: 0,
-                idle: 1,
-                busy: 1
-            }
-        );
+        assert_eq!(launched.load(Ordering::SeqCst), 2, "no launch while a container is idle");
+        assert_eq!(q.stats(), SlotStats { waiting: 0, starting: 0, idle: 1, busy: 1 });
     }
 
     #[tokio::test]
@@ -307,9 +272,7 @@ mod tests {
         for _ in 0..5 {
             let q2 = q.clone();
             let l = launcher(&q, &launched, Duration::from_millis(50));
-            tasks.push(tokio::spawn(
-                async move { q2.acquire(far(), POLL, l).await },
-            ));
+            tasks.push(tokio::spawn(async move { q2.acquire(far(), POLL, l).await }));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(q.stats().starting, 5);
@@ -324,10 +287,7 @@ mod tests {
     async fn a_waiter_takes_a_released_container_and_times_out_otherwise() {
         let q = Arc::new(SlotQueue::<usize>::new());
         let launched = Arc::new(AtomicUsize::new(0));
-        let held = q
-            .acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO))
-            .await
-            .unwrap();
+        let held = q.acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO)).await.unwrap();
         // A launcher that never finishes its launch (no capacity) until the caller leaves.
         let stuck = |mut reply: LaunchReply<usize>| {
             let q = q.clone();
@@ -352,20 +312,14 @@ mod tests {
                 let _ = reply.send(Err(AgentError::TooBusy));
             });
         };
-        assert!(matches!(
-            q.acquire(far(), POLL, failing).await,
-            Err(AgentError::TooBusy)
-        ));
+        assert!(matches!(q.acquire(far(), POLL, failing).await, Err(AgentError::TooBusy)));
     }
 
     #[tokio::test]
     async fn a_settling_container_is_waited_for_rather_than_launched_for() {
         let q = Arc::new(SlotQueue::<usize>::new());
         let launched = Arc::new(AtomicUsize::new(0));
-        let held = q
-            .acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO))
-            .await
-            .unwrap();
+        let held = q.acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO)).await.unwrap();
         q.settling(true);
         let (q2, h2) = (q.clone(), held.clone());
         tokio::spawn(async move {
@@ -373,19 +327,9 @@ mod tests {
             q2.settling(false);
             q2.release(h2);
         });
-        let got = q
-            .acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO))
-            .await
-            .unwrap();
-        assert!(
-            Arc::ptr_eq(&got, &held),
-            "the settled container serves the next call"
-        );
-        assert_eq!(
-            launched.load(Ordering::SeqCst),
-            1,
-            "no launch while one settles"
-        );
+        let got = q.acquire(far(), POLL, launcher(&q, &launched, Duration::ZERO)).await.unwrap();
+        assert!(Arc::ptr_eq(&got, &held), "the settled container serves the next call");
+        assert_eq!(launched.load(Ordering::SeqCst), 1, "no launch while one settles");
     }
 
     #[tokio::test]
@@ -396,9 +340,6 @@ mod tests {
         assert!(claimed.try_recv().is_err());
         assert_eq!(*q.take_idle(gen).unwrap(), 7);
         assert!(q.take_idle(gen).is_none());
-        assert!(matches!(
-            claimed.try_recv(),
-            Err(oneshot::error::TryRecvError::Closed)
-        ));
+        assert!(matches!(claimed.try_recv(), Err(oneshot::error::TryRecvError::Closed)));
     }
 }

@@ -31,24 +31,15 @@ pub async fn build_scratch_image(docker: &Docker, tag: &str, binary: &Path) -> R
     let bin = std::fs::read(binary).map_err(|e| format!("{}: {e}", binary.display()))?;
     let dockerfile = b"FROM scratch\nCOPY fn /fn\nENTRYPOINT [\"/fn\"]\n";
     let mut tar = tar::Builder::new(Vec::new());
-    for (name, data, mode) in [
-        ("Dockerfile", &dockerfile[..], 0o644),
-        ("fn", &bin[..], 0o755),
-    ] {
+    for (name, data, mode) in [("Dockerfile", &dockerfile[..], 0o644), ("fn", &bin[..], 0o755)] {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
         header.set_mode(mode);
         header.set_cksum();
-        tar.append_data(&mut header, name, data)
-            .map_err(|e| e.to_string())?;
+        tar.append_data(&mut header, name, data).map_err(|e| e.to_string())?;
     }
     let context = tar.into_inner().map_err(|e| e.to_string())?;
-    let opts = BuildImageOptions {
-        t: Some(tag.to_string()),
-        rm: true,
-        forcerm: true,
-        ..Default::default()
-    };
+    let opts = BuildImageOptions { t: Some(tag.to_string()), rm: true, forcerm: true, ..Default::default() };
     let mut stream = docker.build_image(opts, None, Some(bollard::body_full(context.into())));
     while let Some(item) = stream.next().await {
         let info = item.map_err(|e| format!("building {tag}: {e}"))?;

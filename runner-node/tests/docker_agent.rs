@@ -20,19 +20,10 @@ use runner_node::{Agent, AgentConfig, AgentError, CallRecorder, CallSpec, Format
 use shared::{Call, CallStatus};
 use tokio::sync::OnceCell;
 
-const ALL_FORMATS: [Format; 4] = [
-    Format::HttpStream,
-    Format::Http,
-    Format::Json,
-    Format::Default,
-];
+const ALL_FORMATS: [Format; 4] = [Format::HttpStream, Format::Http, Format::Json, Format::Default];
 
 async fn docker() -> Docker {
-    Docker::connect_with_local_defaults()
-        .unwrap()
-        .negotiate_version()
-        .await
-        .unwrap()
+    Docker::connect_with_local_defaults().unwrap().negotiate_version().await.unwrap()
 }
 
 /// Label key on every container of this suite; each test has its own instance id (value).
@@ -49,32 +40,19 @@ async fn images() {
                 .with_test_writer()
                 .try_init();
             let d = docker().await;
-            let filters =
-                std::collections::HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
-            let opts = ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            };
+            let filters = std::collections::HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
+            let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
             for c in d.list_containers(Some(opts)).await.unwrap() {
                 let created = c.created.unwrap_or(0);
                 // Only containers older than this run.
                 if created < chrono_now() - 120 {
-                    let rm = bollard::query_parameters::RemoveContainerOptions {
-                        force: true,
-                        ..Default::default()
-                    };
-                    let _ = d
-                        .remove_container(c.id.as_deref().unwrap_or(""), Some(rm))
-                        .await;
+                    let rm = bollard::query_parameters::RemoveContainerOptions { force: true, ..Default::default() };
+                    let _ = d.remove_container(c.id.as_deref().unwrap_or(""), Some(rm)).await;
                 }
             }
-            for name in [
-                "echo", "envdump", "sleep", "crash", "oom", "huge", "forkbomb", "failn", "netprobe", "logtag",
-            ] {
-                runner_node::testing::function_image(&d, name)
-                    .await
-                    .unwrap();
+            for name in ["echo", "envdump", "sleep", "crash", "oom", "huge", "forkbomb", "failn", "netprobe", "logtag"]
+            {
+                runner_node::testing::function_image(&d, name).await.unwrap();
             }
         })
         .await;
@@ -89,17 +67,11 @@ struct MemRecorder {
 #[async_trait]
 impl CallRecorder for MemRecorder {
     async fn call_started(&self, c: &Call) -> Result<(), RecordError> {
-        self.events
-            .lock()
-            .unwrap()
-            .push(("started".into(), c.clone(), Bytes::new()));
+        self.events.lock().unwrap().push(("started".into(), c.clone(), Bytes::new()));
         Ok(())
     }
     async fn call_finished(&self, c: &Call, log: Bytes) -> Result<(), RecordError> {
-        self.events
-            .lock()
-            .unwrap()
-            .push(("finished".into(), c.clone(), log));
+        self.events.lock().unwrap().push(("finished".into(), c.clone(), log));
         Ok(())
     }
 }
@@ -112,10 +84,7 @@ struct Harness {
 }
 
 fn chrono_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 fn test_config(test: &str) -> AgentConfig {
@@ -131,12 +100,7 @@ async fn harness_with(cfg: AgentConfig) -> Harness {
     images().await;
     let recorder = Arc::new(MemRecorder::default());
     let agent = Agent::new(cfg.clone(), recorder.clone()).await.unwrap();
-    Harness {
-        agent,
-        recorder,
-        docker: docker().await,
-        cfg,
-    }
+    Harness { agent, recorder, docker: docker().await, cfg }
 }
 
 async fn harness(test: &str) -> Harness {
@@ -148,18 +112,8 @@ impl Harness {
     async fn containers(&self) -> Vec<String> {
         let label = format!("{}={}", self.cfg.container_label_tag, self.cfg.instance_id);
         let filters = std::collections::HashMap::from([("label".to_string(), vec![label])]);
-        let opts = ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        };
-        self.docker
-            .list_containers(Some(opts))
-            .await
-            .unwrap()
-            .into_iter()
-            .filter_map(|c| c.id)
-            .collect()
+        let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        self.docker.list_containers(Some(opts)).await.unwrap().into_iter().filter_map(|c| c.id).collect()
     }
 
     /// Waits until this test has `n` containers, failing after `within`.
@@ -170,37 +124,24 @@ impl Harness {
             if have == n {
                 return;
             }
-            assert!(
-                start.elapsed() < within,
-                "expected {n} containers, still have {have}"
-            );
+            assert!(start.elapsed() < within, "expected {n} containers, still have {have}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     async fn paused(&self, id: &str) -> bool {
-        let info = self
-            .docker
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await
-            .unwrap();
+        let info = self.docker.inspect_container(id, None::<InspectContainerOptions>).await.unwrap();
         info.state.and_then(|s| s.paused).unwrap_or(false)
     }
 
     async fn finish(self) {
         self.agent.shutdown().await;
-        assert!(
-            self.containers().await.is_empty(),
-            "shutdown removes every container"
-        );
+        assert!(self.containers().await.is_empty(), "shutdown removes every container");
     }
 }
 
 fn call(func: &str, format: Format, body: &str) -> CallSpec {
-    let mut c = CallSpec::new(
-        ulid::Ulid::new().to_string(),
-        format!("fn-test/{func}:latest"),
-    );
+    let mut c = CallSpec::new(ulid::Ulid::new().to_string(), format!("fn-test/{func}:latest"));
     c.app_id = "app1".into();
     c.app_name = "myapp".into();
     c.fn_id = format!("fn-{func}");
@@ -211,10 +152,7 @@ fn call(func: &str, format: Format, body: &str) -> CallSpec {
 }
 
 fn header<'a>(r: &'a runner_node::CallResponse, name: &str) -> &'a str {
-    r.headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+    r.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,13 +162,8 @@ async fn echo_status_and_headers_pass_through_in_every_format() {
         let mut c = call("echo", format, "hello");
         c.method = "PUT".into();
         c.headers.insert("x-status", "201".parse().unwrap());
-        c.headers
-            .insert("x-header-x-custom", "yes".parse().unwrap());
-        let r = h
-            .agent
-            .submit(c.clone())
-            .await
-            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        c.headers.insert("x-header-x-custom", "yes".parse().unwrap());
+        let r = h.agent.submit(c.clone()).await.unwrap_or_else(|e| panic!("{format:?}: {e}"));
         assert_eq!(&r.body[..], b"hello", "{format:?}");
         match format {
             // Cold functions cannot set status or headers.
@@ -244,14 +177,7 @@ async fn echo_status_and_headers_pass_through_in_every_format() {
         }
         if format != Format::Default {
             assert_eq!(header(&r, "x-custom"), "yes", "{format:?}");
-            assert_eq!(
-                header(&r, "x-method"),
-                if format == Format::HttpStream {
-                    "POST"
-                } else {
-                    "PUT"
-                }
-            );
+            assert_eq!(header(&r, "x-method"), if format == Format::HttpStream { "POST" } else { "PUT" });
             assert_eq!(header(&r, "x-call-id"), c.id, "{format:?}");
         }
     }
@@ -265,11 +191,7 @@ async fn config_env_and_hardening_reach_the_function() {
         let mut c = call("envdump", format, "");
         c.config = BTreeMap::from([("MY_KEY".to_string(), "my value".to_string())]);
         c.headers.insert("x-request-thing", "abc".parse().unwrap());
-        let r = h
-            .agent
-            .submit(c.clone())
-            .await
-            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        let r = h.agent.submit(c.clone()).await.unwrap_or_else(|e| panic!("{format:?}: {e}"));
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         let env = &v["env"];
         assert_eq!(env["MY_KEY"], "my value", "{format:?}");
@@ -302,11 +224,7 @@ async fn config_env_and_hardening_reach_the_function() {
     cfg.disable_readonly_rootfs = true;
     cfg.disable_unprivileged = true;
     let h = harness_with(cfg).await;
-    let r = h
-        .agent
-        .submit(call("envdump", Format::HttpStream, ""))
-        .await
-        .unwrap();
+    let r = h.agent.submit(call("envdump", Format::HttpStream, "")).await.unwrap();
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["uid"], "0");
     assert_eq!(v["root_writable"], true);
@@ -321,21 +239,13 @@ async fn fifty_sequential_calls_share_one_hot_container() {
         let mut last = 0;
         let start = Instant::now();
         for i in 0..50 {
-            let r = h
-                .agent
-                .submit(call("echo", format, &format!("call {i}")))
-                .await
-                .unwrap();
+            let r = h.agent.submit(call("echo", format, &format!("call {i}"))).await.unwrap();
             assert_eq!(r.body, format!("call {i}"));
             hosts.insert(header(&r, "x-hostname").to_string());
             last = header(&r, "x-count").parse().unwrap();
         }
         eprintln!("{format:?}: 50 sequential calls in {:?}", start.elapsed());
-        assert_eq!(
-            hosts.len(),
-            1,
-            "{format:?}: one container served every call"
-        );
+        assert_eq!(hosts.len(), 1, "{format:?}: one container served every call");
         assert_eq!(last, 50, "{format:?}");
     }
     assert_eq!(h.containers().await.len(), 3, "one container per format");
@@ -388,15 +298,8 @@ async fn parallel_calls_scale_out_and_the_ninth_waits_for_a_free_container() {
         times.push(took);
     }
     times.sort();
-    assert_eq!(
-        h.containers().await.len(),
-        8,
-        "never more than capacity allows"
-    );
-    assert!(
-        times[8] >= times[0] + Duration::from_millis(5900),
-        "the ninth ran after another: {times:?}"
-    );
+    assert_eq!(h.containers().await.len(), 8, "never more than capacity allows");
+    assert!(times[8] >= times[0] + Duration::from_millis(5900), "the ninth ran after another: {times:?}");
     h.finish().await;
 }
 
@@ -410,16 +313,11 @@ async fn timeouts_answer_504_and_kill_the_container() {
         let err = h.agent.submit(c).await.unwrap_err();
         assert!(matches!(err, AgentError::Timeout), "{format:?}: {err}");
         assert_eq!((err.status(), err.message().as_str()), (504, "Timed out"));
-        assert!(
-            start.elapsed() < Duration::from_secs(4),
-            "the timeout does not wait for the function"
-        );
+        assert!(start.elapsed() < Duration::from_secs(4), "the timeout does not wait for the function");
         h.expect_containers(0, Duration::from_secs(10)).await;
     }
     let events = h.recorder.events.lock().unwrap().clone();
-    assert!(events
-        .iter()
-        .any(|(e, c, _)| e == "finished" && c.status == CallStatus::Timeout));
+    assert!(events.iter().any(|(e, c, _)| e == "finished" && c.status == CallStatus::Timeout));
     h.finish().await;
 }
 
@@ -427,31 +325,19 @@ async fn timeouts_answer_504_and_kill_the_container() {
 async fn crashes_answer_502_with_the_exit_code_and_are_logged() {
     let h = harness("crash").await;
     for format in [Format::HttpStream, Format::Default, Format::Json] {
-        let err = h
-            .agent
-            .submit(call("crash", format, "3"))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            (err.status(), err.to_string()),
-            (502, "container exit code 3".to_string()),
-            "{format:?}"
-        );
+        let err = h.agent.submit(call("crash", format, "3")).await.unwrap_err();
+        assert_eq!((err.status(), err.to_string()), (502, "container exit code 3".to_string()), "{format:?}");
     }
     h.expect_containers(0, Duration::from_secs(10)).await;
     h.agent.shutdown().await;
     let events = h.recorder.events.lock().unwrap().clone();
     let cold = events
         .iter()
-        .find(|(e, c, _)| {
-            e == "finished" && c.fn_id == "fn-crash" && c.error == "container exit code 3"
-        })
+        .find(|(e, c, _)| e == "finished" && c.fn_id == "fn-crash" && c.error == "container exit code 3")
         .expect("a finished record");
     assert_eq!(cold.1.status, CallStatus::Error);
     assert!(
-        events
-            .iter()
-            .any(|(_, _, log)| String::from_utf8_lossy(log).contains("crash: exiting with 3")),
+        events.iter().any(|(_, _, log)| String::from_utf8_lossy(log).contains("crash: exiting with 3")),
         "stderr is the call log"
     );
     assert!(h.containers().await.is_empty());
@@ -478,22 +364,9 @@ async fn oversized_responses_answer_502() {
     let mut cfg = test_config("huge");
     cfg.max_response_size = 1 << 20;
     let h = harness_with(cfg).await;
-    for format in [
-        Format::HttpStream,
-        Format::Default,
-        Format::Json,
-        Format::Http,
-    ] {
-        let err = h
-            .agent
-            .submit(call("huge", format, &(2 << 20).to_string()))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            (err.status(), err.to_string()),
-            (502, "function response too large".to_string()),
-            "{format:?}"
-        );
+    for format in [Format::HttpStream, Format::Default, Format::Json, Format::Http] {
+        let err = h.agent.submit(call("huge", format, &(2 << 20).to_string())).await.unwrap_err();
+        assert_eq!((err.status(), err.to_string()), (502, "function response too large".to_string()), "{format:?}");
         let ok = h.agent.submit(call("huge", format, "1000")).await.unwrap();
         assert_eq!(ok.body.len(), 1000);
     }
@@ -513,11 +386,7 @@ async fn idle_containers_expire_and_frozen_ones_thaw_on_use() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(h.paused(&ids[0]).await, "idle container is frozen");
     let second = h.agent.submit(c.clone()).await.unwrap();
-    assert_eq!(
-        header(&first, "x-hostname"),
-        header(&second, "x-hostname"),
-        "the frozen container served the call"
-    );
+    assert_eq!(header(&first, "x-hostname"), header(&second, "x-hostname"), "the frozen container served the call");
     assert_eq!(second.body, "one");
     h.expect_containers(0, Duration::from_secs(8)).await;
     h.finish().await;
@@ -540,10 +409,7 @@ async fn idle_containers_of_other_functions_are_evicted_for_a_waiting_call() {
     h.agent.submit(b).await.unwrap();
     assert!(start.elapsed() < Duration::from_secs(8));
     let after = h.containers().await;
-    assert!(
-        !after.contains(&before[0]),
-        "the idle container was evicted"
-    );
+    assert!(!after.contains(&before[0]), "the idle container was evicted");
     h.finish().await;
 }
 
@@ -553,36 +419,16 @@ async fn capacity_errors_are_400_at_once_and_503_after_waiting() {
     cfg.max_total_memory = 128 << 20;
     cfg.max_request_size = 1000;
     let h = harness_with(cfg).await;
-    let err = h
-        .agent
-        .submit(call("echo", Format::HttpStream, &"x".repeat(1001)))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (err.status(), err.to_string()),
-        (413, "Request content too large".to_string())
-    );
+    let err = h.agent.submit(call("echo", Format::HttpStream, &"x".repeat(1001))).await.unwrap_err();
+    assert_eq!((err.status(), err.to_string()), (413, "Request content too large".to_string()));
 
-    let err = h
-        .agent
-        .submit(call("echo", Format::CloudEvent, ""))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (err.status(), err.to_string()),
-        (
-            400,
-            "Format cloudevent is not supported by this runner".to_string()
-        )
-    );
+    let err = h.agent.submit(call("echo", Format::CloudEvent, "")).await.unwrap_err();
+    assert_eq!((err.status(), err.to_string()), (400, "Format cloudevent is not supported by this runner".to_string()));
 
     let mut huge = call("echo", Format::HttpStream, "");
     huge.memory_mb = 512;
     let err = h.agent.submit(huge).await.unwrap_err();
-    assert_eq!(
-        (err.status(), err.to_string()),
-        (400, "Requested CPU/Memory cannot be allocated".to_string())
-    );
+    assert_eq!((err.status(), err.to_string()), (400, "Requested CPU/Memory cannot be allocated".to_string()));
 
     let mut long = call("sleep", Format::HttpStream, "3000");
     long.timeout = Duration::from_secs(10);
@@ -611,34 +457,18 @@ async fn leftovers_of_a_killed_node_are_reaped_at_restart() {
     assert_eq!(h.containers().await.len(), 1);
     // A killed node leaves its containers behind: no shutdown, nothing dropped.
     std::mem::forget(h.agent.clone());
-    let restarted = Agent::new(cfg, Arc::new(MemRecorder::default()))
-        .await
-        .unwrap();
-    assert!(
-        h.containers().await.is_empty(),
-        "the restarted node removed the leftovers"
-    );
+    let restarted = Agent::new(cfg, Arc::new(MemRecorder::default())).await.unwrap();
+    assert!(h.containers().await.is_empty(), "the restarted node removed the leftovers");
     restarted.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_bomb_is_contained_by_the_pids_limit() {
     let h = harness("forkbomb").await;
-    let r = h
-        .agent
-        .submit(call("forkbomb", Format::HttpStream, ""))
-        .await
-        .unwrap();
+    let r = h.agent.submit(call("forkbomb", Format::HttpStream, "")).await.unwrap();
     let spawned: u32 = String::from_utf8_lossy(&r.body).parse().unwrap();
-    assert!(
-        spawned < 50,
-        "threads are capped by FN_MAX_PIDS=50, got {spawned}"
-    );
-    let ok = h
-        .agent
-        .submit(call("echo", Format::HttpStream, "still fine"))
-        .await
-        .unwrap();
+    assert!(spawned < 50, "threads are capped by FN_MAX_PIDS=50, got {spawned}");
+    let ok = h.agent.submit(call("echo", Format::HttpStream, "still fine")).await.unwrap();
     assert_eq!(ok.body, "still fine");
     h.finish().await;
 }
@@ -656,10 +486,7 @@ async fn function_errors_keep_the_container_and_bad_containers_are_reported() {
         assert_eq!(err.status(), 502);
     }
     let r = h.agent.submit(c.clone()).await.unwrap();
-    assert_eq!(
-        r.body, "ok",
-        "the third call succeeds in the same container"
-    );
+    assert_eq!(r.body, "ok", "the third call succeeds in the same container");
     assert_eq!(h.containers().await.len(), 1);
     // Each failure's stderr (the panic message) is in that call's own log, though it reaches us apart
     // from the response.
@@ -686,8 +513,7 @@ async fn function_errors_keep_the_container_and_bad_containers_are_reported() {
 
     // A function that does not open its socket in time.
     let mut slow = call("echo", Format::HttpStream, "");
-    slow.config
-        .insert("FDK_START_DELAY_MS".into(), "3000".into());
+    slow.config.insert("FDK_START_DELAY_MS".into(), "3000".into());
     let err = h.agent.submit(slow).await.unwrap_err();
     assert!(matches!(err, AgentError::ContainerInitTimeout), "{err}");
     assert_eq!(err.status(), 504);
@@ -695,11 +521,7 @@ async fn function_errors_keep_the_container_and_bad_containers_are_reported() {
     let mut missing = call("echo", Format::HttpStream, "");
     missing.image = "fn-test/does-not-exist:v1".into();
     let err = h.agent.submit(missing).await.unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("Failed to pull image 'fn-test/does-not-exist:v1'"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("Failed to pull image 'fn-test/does-not-exist:v1'"), "{err}");
     h.finish().await;
 }
 
@@ -714,19 +536,13 @@ async fn shutdown_finishes_in_flight_calls_and_refuses_new_ones() {
     let agent = h.agent.clone();
     let stopping = tokio::spawn(async move { agent.shutdown().await });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let err = h
-        .agent
-        .submit(call("echo", Format::HttpStream, ""))
-        .await
-        .unwrap_err();
+    let err = h.agent.submit(call("echo", Format::HttpStream, "")).await.unwrap_err();
     assert_eq!(err.status(), 503);
     assert_eq!(in_flight.await.unwrap().unwrap().body, "slept");
     stopping.await.unwrap();
     assert!(h.containers().await.is_empty());
     let events = h.recorder.events.lock().unwrap().clone();
-    assert!(events
-        .iter()
-        .any(|(e, c, _)| e == "finished" && c.status == CallStatus::Success));
+    assert!(events.iter().any(|(e, c, _)| e == "finished" && c.status == CallStatus::Success));
 }
 
 /// Runs the docker CLI, failing the test on error.
@@ -759,10 +575,7 @@ async fn pulls_missing_images_from_a_registry() {
     c.image = missing.clone();
     let err = h.agent.submit(c).await.unwrap_err();
     // The caller learns the pull failed, not what the registry said (that is in the node's log).
-    assert_eq!(
-        err.message(),
-        format!("Failed to pull image '{missing}': image not found or not accessible")
-    );
+    assert_eq!(err.message(), format!("Failed to pull image '{missing}': image not found or not accessible"));
     assert_eq!(err.status(), 404, "a missing image is Docker's 404");
     h.agent.flush_records().await;
     let recorded = h
@@ -771,20 +584,11 @@ async fn pulls_missing_images_from_a_registry() {
         .lock()
         .unwrap()
         .iter()
-        .any(|(kind, c, _)| {
-            kind == "finished" && c.error == err.message() && !c.error.contains("manifest")
-        });
-    assert!(
-        recorded,
-        "the call's record has the same message, without Docker's detail"
-    );
+        .any(|(kind, c, _)| kind == "finished" && c.error == err.message() && !c.error.contains("manifest"));
+    assert!(recorded, "the call's record has the same message, without Docker's detail");
 
     // A reference that is not Docker's grammar is refused before any pull.
-    for bad in [
-        "127.0.0.1:5000/Upper/case",
-        "fn-test/echo:latest --help",
-        "a//b",
-    ] {
+    for bad in ["127.0.0.1:5000/Upper/case", "fn-test/echo:latest --help", "a//b"] {
         let mut c = call("echo", Format::HttpStream, "x");
         c.image = bad.to_string();
         let err = h.agent.submit(c).await.unwrap_err();
@@ -806,31 +610,14 @@ async fn a_socket_directory_too_deep_is_refused_at_start() {
 /// The network and IP address of this test's container running fn `fn_id`.
 async fn container_network(h: &Harness, fn_id: &str) -> (String, String) {
     for id in h.containers().await {
-        let info = h
-            .docker
-            .inspect_container(&id, None::<InspectContainerOptions>)
-            .await
-            .unwrap();
-        let labels = info
-            .config
-            .as_ref()
-            .and_then(|c| c.labels.clone())
-            .unwrap_or_default();
+        let info = h.docker.inspect_container(&id, None::<InspectContainerOptions>).await.unwrap();
+        let labels = info.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
         if labels.get("fn.fn_id").map(String::as_str) != Some(fn_id) {
             continue;
         }
-        let mode = info
-            .host_config
-            .and_then(|c| c.network_mode)
-            .unwrap_or_default();
-        let networks = info
-            .network_settings
-            .and_then(|n| n.networks)
-            .unwrap_or_default();
-        let ip = networks
-            .values()
-            .find_map(|n| n.ip_address.clone().filter(|ip| !ip.is_empty()))
-            .unwrap_or_default();
+        let mode = info.host_config.and_then(|c| c.network_mode).unwrap_or_default();
+        let networks = info.network_settings.and_then(|n| n.networks).unwrap_or_default();
+        let ip = networks.values().find_map(|n| n.ip_address.clone().filter(|ip| !ip.is_empty())).unwrap_or_default();
         return (mode, ip);
     }
     panic!("no container runs {fn_id}");
@@ -844,10 +631,7 @@ async fn probe_between_functions(h: &Harness) -> (String, String) {
     let r = h.agent.submit(target).await.unwrap();
     assert_eq!(r.body, "listening");
     let (network, ip) = container_network(h, "fn-target").await;
-    assert!(
-        !ip.is_empty(),
-        "the target container has an address on {network}"
-    );
+    assert!(!ip.is_empty(), "the target container has an address on {network}");
     let mut prober = call("netprobe", Format::HttpStream, &format!("{ip}:7000"));
     prober.fn_id = "fn-prober".into();
     let r = h.agent.submit(prober).await.unwrap();
@@ -860,10 +644,7 @@ async fn probe_between_functions(h: &Harness) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_containers_are_isolated_from_each_other_on_the_agents_network() {
     let h = harness("isolated").await;
-    assert_eq!(
-        h.agent.config().docker_networks,
-        vec![runner_node::agent::FUNCTIONS_NETWORK]
-    );
+    assert_eq!(h.agent.config().docker_networks, vec![runner_node::agent::FUNCTIONS_NETWORK]);
     let net = h
         .docker
         .inspect_network(
@@ -873,18 +654,10 @@ async fn function_containers_are_isolated_from_each_other_on_the_agents_network(
         .await
         .expect("the agent created its network");
     let options = net.options.unwrap_or_default();
-    assert_eq!(
-        options
-            .get("com.docker.network.bridge.enable_icc")
-            .map(String::as_str),
-        Some("false")
-    );
+    assert_eq!(options.get("com.docker.network.bridge.enable_icc").map(String::as_str), Some("false"));
     let (network, verdict) = probe_between_functions(&h).await;
     assert_eq!(network, runner_node::agent::FUNCTIONS_NETWORK);
-    assert!(
-        verdict.starts_with("blocked"),
-        "one function reached another: {verdict}"
-    );
+    assert!(verdict.starts_with("blocked"), "one function reached another: {verdict}");
     h.finish().await;
 
     let mut cfg = test_config("bridged");
@@ -892,10 +665,7 @@ async fn function_containers_are_isolated_from_each_other_on_the_agents_network(
     let h = harness_with(cfg).await;
     let (network, verdict) = probe_between_functions(&h).await;
     assert_eq!(network, "bridge", "FN_DOCKER_NETWORKS is honoured");
-    assert_eq!(
-        verdict, "connected",
-        "the probe reaches a neighbour where nothing isolates it"
-    );
+    assert_eq!(verdict, "connected", "the probe reaches a neighbour where nothing isolates it");
     h.finish().await;
 
     let mut cfg = test_config("nonet");
@@ -905,11 +675,7 @@ async fn function_containers_are_isolated_from_each_other_on_the_agents_network(
     c.fn_id = "fn-none".into();
     h.agent.submit(c).await.unwrap();
     let (network, ip) = container_network(&h, "fn-none").await;
-    assert_eq!(
-        (network.as_str(), ip.as_str()),
-        ("none", ""),
-        "\"none\" disables networking"
-    );
+    assert_eq!((network.as_str(), ip.as_str()), ("none", ""), "\"none\" disables networking");
     h.finish().await;
 }
 
@@ -917,13 +683,8 @@ async fn function_containers_are_isolated_from_each_other_on_the_agents_network(
 #[tokio::test]
 async fn a_network_that_does_not_isolate_is_refused() {
     let d = docker().await;
-    let driver = runner_node::driver::docker::DockerDriver::connect(None)
-        .await
-        .unwrap();
-    let name = format!(
-        "fn-leaky-{}",
-        &ulid::Ulid::new().to_string().to_lowercase()[20..]
-    );
+    let driver = runner_node::driver::docker::DockerDriver::connect(None).await.unwrap();
+    let name = format!("fn-leaky-{}", &ulid::Ulid::new().to_string().to_lowercase()[20..]);
     docker_cli(&["network", "create", &name]);
     use runner_node::driver::Driver;
     let err = driver
@@ -940,25 +701,13 @@ async fn a_network_that_does_not_isolate_is_refused() {
 async fn socket_directories_belong_to_their_container_and_nobody_else() {
     use std::os::unix::fs::MetadataExt;
     let h = harness("iofsmodes").await;
-    let r = h
-        .agent
-        .submit(call("echo", Format::HttpStream, "hi"))
-        .await
-        .unwrap();
+    let r = h.agent.submit(call("echo", Format::HttpStream, "hi")).await.unwrap();
     assert_eq!(r.body, "hi");
     let root = h.cfg.iofs_path.join(&h.cfg.instance_id);
     let meta = std::fs::symlink_metadata(&root).unwrap();
     assert!(meta.is_dir());
-    assert_eq!(
-        (meta.uid(), meta.mode() & 0o7777),
-        (0, 0o711),
-        "socket root {}",
-        root.display()
-    );
-    let dirs: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o711), "socket root {}", root.display());
+    let dirs: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(dirs.len(), 1, "one hot container, one directory: {dirs:?}");
     let meta = std::fs::symlink_metadata(&dirs[0]).unwrap();
     assert!(meta.is_dir());
@@ -980,10 +729,7 @@ async fn a_socket_path_others_may_write_is_refused_at_start() {
     let mut cfg = test_config("openiofs");
     cfg.iofs_path = dir.path().to_path_buf();
     cfg.docker_networks = vec!["none".into()];
-    let err = Agent::new(cfg, Arc::new(MemRecorder::default()))
-        .await
-        .err()
-        .expect("refused");
+    let err = Agent::new(cfg, Arc::new(MemRecorder::default())).await.err().expect("refused");
     assert!(err.to_string().contains("FN_IOFS_PATH"), "{err}");
 }
 
@@ -998,12 +744,8 @@ async fn never_and_huge_durations_do_not_overflow_deadlines() {
         ("FN_HOT_START_TIMEOUT_MSECS", "-1"),
         ("FN_HOT_PULL_TIMEOUT_MSECS", huge.as_str()),
     ];
-    let from_env = AgentConfig::from_lookup(|k| {
-        vars.iter()
-            .find(|(name, _)| *name == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap();
+    let from_env =
+        AgentConfig::from_lookup(|k| vars.iter().find(|(name, _)| *name == k).map(|(_, v)| v.to_string())).unwrap();
     let cfg = AgentConfig {
         freeze_idle: from_env.freeze_idle,
         hot_poll: from_env.hot_poll,
@@ -1047,14 +789,8 @@ fn check_own_logs(h: &Harness, calls: &[(String, String)], what: &str) -> Option
             bad.push(format!("{tag}: {log:?}"));
         }
     }
-    (!bad.is_empty()).then(|| {
-        format!(
-            "{what}: {} of {} logs wrong, e.g. {:?}",
-            bad.len(),
-            calls.len(),
-            &bad[..bad.len().min(3)]
-        )
-    })
+    (!bad.is_empty())
+        .then(|| format!("{what}: {} of {} logs wrong, e.g. {:?}", bad.len(), calls.len(), &bad[..bad.len().min(3)]))
 }
 
 /// Extra fn config of a test case.
@@ -1075,11 +811,7 @@ async fn tagged_calls(
         for (k, v) in config {
             c.config.insert(k.to_string(), v.to_string());
         }
-        let r = h
-            .agent
-            .submit(c.clone())
-            .await
-            .unwrap_or_else(|e| panic!("{tag}: {e}"));
+        let r = h.agent.submit(c.clone()).await.unwrap_or_else(|e| panic!("{tag}: {e}"));
         assert_eq!(r.body, tag);
         out.push((c.id, tag));
     }
@@ -1117,11 +849,7 @@ async fn concurrent_calls_on_several_containers_each_get_their_own_stderr() {
     let mut wrong = Vec::new();
     for (format, config, prefix) in [
         (Format::HttpStream, &[][..], "pframed"),
-        (
-            Format::HttpStream,
-            &[("FDK_NO_LOGFRAME", "1")][..],
-            "punframed",
-        ),
+        (Format::HttpStream, &[("FDK_NO_LOGFRAME", "1")][..], "punframed"),
         (Format::Json, &[][..], "pjson"),
         (Format::Json, &[("FDK_NO_LOGFRAME", "1")][..], "pujson"),
         (Format::Http, &[][..], "phttp"),
@@ -1129,20 +857,15 @@ async fn concurrent_calls_on_several_containers_each_get_their_own_stderr() {
         let tasks: Vec<_> = (0..4)
             .map(|w| {
                 let agent = h.agent.clone();
-                let config: Vec<(String, String)> = config
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
+                let config: Vec<(String, String)> =
+                    config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
                 tokio::spawn(async move {
                     let mut out = Vec::new();
                     for i in 0..25 {
                         let tag = format!("{prefix}{w}-{i:03}");
                         let mut c = call("logtag", format, &tag);
                         c.config.extend(config.iter().cloned());
-                        let r = agent
-                            .submit(c.clone())
-                            .await
-                            .unwrap_or_else(|e| panic!("{tag}: {e}"));
+                        let r = agent.submit(c.clone()).await.unwrap_or_else(|e| panic!("{tag}: {e}"));
                         assert_eq!(r.body, tag);
                         out.push((c.id, tag));
                     }

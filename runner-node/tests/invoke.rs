@@ -22,12 +22,7 @@ use tokio::sync::OnceCell;
 /// Label key on every container of this suite; each test has its own instance id (value).
 const LABEL: &str = "fn-invoke-test";
 
-const ALL_FORMATS: [Format; 4] = [
-    Format::HttpStream,
-    Format::Http,
-    Format::Json,
-    Format::Default,
-];
+const ALL_FORMATS: [Format; 4] = [Format::HttpStream, Format::Http, Format::Json, Format::Default];
 
 async fn images() {
     static BUILT: OnceCell<()> = OnceCell::const_new();
@@ -39,9 +34,7 @@ async fn images() {
                 .try_init();
             let d = bollard::Docker::connect_with_local_defaults().unwrap();
             for name in ["echo", "envdump", "sleep", "crash", "oom", "huge"] {
-                runner_node::testing::function_image(&d, name)
-                    .await
-                    .unwrap();
+                runner_node::testing::function_image(&d, name).await.unwrap();
             }
         })
         .await;
@@ -69,11 +62,7 @@ fn test_config(test: &str) -> AgentConfig {
 async fn serve(cfg: AgentConfig) -> Node {
     images().await;
     let data = Arc::new(MemoryDataAccess::default());
-    let agent = Arc::new(
-        Agent::new(cfg, Arc::new(DataAccessRecorder(data.clone())))
-            .await
-            .unwrap(),
-    );
+    let agent = Arc::new(Agent::new(cfg, Arc::new(DataAccessRecorder(data.clone()))).await.unwrap());
     let app = shared::App::new(
         serde_json::from_value(json!({
             "name": "myapp",
@@ -153,20 +142,11 @@ impl Node {
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, format!("{}{path}", self.base))
-            .timeout(Duration::from_secs(60))
+        self.client.request(method, format!("{}{path}", self.base)).timeout(Duration::from_secs(60))
     }
 
     async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
-        Answer::from(
-            self.req(reqwest::Method::POST, path)
-                .body(body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        Answer::from(self.req(reqwest::Method::POST, path).body(body).send().await.unwrap()).await
     }
 
     /// Stops serving and the agent (which flushes call records); every container is gone after.
@@ -191,18 +171,11 @@ struct Answer {
 
 impl Answer {
     async fn from(r: reqwest::Response) -> Answer {
-        Answer {
-            status: r.status().as_u16(),
-            headers: r.headers().clone(),
-            body: r.bytes().await.unwrap().to_vec(),
-        }
+        Answer { status: r.status().as_u16(), headers: r.headers().clone(), body: r.bytes().await.unwrap().to_vec() }
     }
 
     fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 
     fn text(&self) -> String {
@@ -216,11 +189,7 @@ impl Answer {
     /// The call id header is on every answer and looks like one of our ids.
     fn call_id(&self) -> String {
         let id = self.header("fn-call-id");
-        assert!(
-            shared::id::is_id(id),
-            "Fn-Call-Id {id:?} on a {} answer",
-            self.status
-        );
+        assert!(shared::id::is_id(id), "Fn-Call-Id {id:?} on a {} answer", self.status);
         id.to_string()
     }
 }
@@ -243,17 +212,9 @@ async fn echo_status_headers_config_and_env_through_r_and_invoke_in_every_format
         let echo_fn = node.add_fn(&format!("echo-{s}"), "echo", format, json!({}));
         let env_fn = node.add_fn(&format!("env-{s}"), "envdump", format, json!({}));
         node.add_route(&format!("/echo/{s}"), "echo", format, json!({}));
-        node.add_route(
-            &format!("/env/{s}"),
-            "envdump",
-            format,
-            json!({"memory": 64}),
-        );
+        node.add_route(&format!("/env/{s}"), "envdump", format, json!({"memory": 64}));
 
-        for (path, v1) in [
-            (format!("/invoke/{}", echo_fn.id), false),
-            (format!("/r/myapp/echo/{s}/"), true),
-        ] {
+        for (path, v1) in [(format!("/invoke/{}", echo_fn.id), false), (format!("/r/myapp/echo/{s}/"), true)] {
             let r = Answer::from(
                 node.req(reqwest::Method::POST, &path)
                     .header("X-Status", "201")
@@ -278,18 +239,10 @@ async fn echo_status_headers_config_and_env_through_r_and_invoke_in_every_format
             }
             if format != Format::Default {
                 assert_eq!(r.header("x-custom"), "yes", "{format:?} {path}");
-                assert_eq!(
-                    r.header("x-call-id"),
-                    id,
-                    "the function saw the same call id"
-                );
+                assert_eq!(r.header("x-call-id"), id, "the function saw the same call id");
                 assert_eq!(r.header("content-type"), "text/plain");
             } else if v1 {
-                assert_eq!(
-                    r.header("content-type"),
-                    "text/plain; charset=utf-8",
-                    "detected"
-                );
+                assert_eq!(r.header("content-type"), "text/plain; charset=utf-8", "detected");
             }
             if v1 {
                 assert_eq!(r.header("x-route"), "r1", "route headers are added");
@@ -326,14 +279,10 @@ async fn echo_status_headers_config_and_env_through_r_and_invoke_in_every_format
     node.finish().await;
     let records = data.records.lock().unwrap();
     assert!(
-        records.iter().any(|(e, c, _)| e == "finished"
-            && c.status == CallStatus::Success
-            && c.app_id == app_id),
+        records.iter().any(|(e, c, _)| e == "finished" && c.status == CallStatus::Success && c.app_id == app_id),
         "calls are recorded through DataAccess"
     );
-    assert!(records
-        .iter()
-        .any(|(e, c, _)| e == "started" && c.path == "/env/json"));
+    assert!(records.iter().any(|(e, c, _)| e == "started" && c.path == "/env/json"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,31 +302,19 @@ async fn triggers_wrap_requests_and_unwrap_responses() {
     )
     .await;
     r.call_id();
-    assert_eq!(
-        r.status,
-        202,
-        "Fn-Http-Status sets the status: {}",
-        r.text()
-    );
+    assert_eq!(r.status, 202, "Fn-Http-Status sets the status: {}", r.text());
     assert_eq!(r.text(), "ping");
     // X-Header-X-Out reached the function as Fn-Http-H-X-Header-X-Out (the FDK unwraps it), and
     // the function's X-Out came back as Fn-Http-H-X-Out, unwrapped here.
     assert_eq!(r.header("x-out"), "yes");
     assert_eq!(r.header("x-method"), "PUT", "Fn-Http-Method");
-    assert_eq!(
-        r.header("x-request-url"),
-        format!("{}/t/myapp/hook/deep?q=1", node.base),
-        "Fn-Http-Request-Url"
-    );
+    assert_eq!(r.header("x-request-url"), format!("{}/t/myapp/hook/deep?q=1", node.base), "Fn-Http-Request-Url");
     assert_eq!(r.header("content-type"), "text/plain");
     assert!(r.headers.get("fn-http-status").is_none());
     assert!(r.headers.get("fn-http-h-x-out").is_none());
 
     let r = node.post("/t/myapp/hook/nope", "").await;
-    assert_eq!(
-        (r.status, r.json()),
-        (404, json!({"message": "Trigger not found"}))
-    );
+    assert_eq!((r.status, r.json()), (404, json!({"message": "Trigger not found"})));
     node.finish().await;
 }
 
@@ -387,18 +324,10 @@ async fn missing_things_answer_404_in_each_shape() {
     let f = node.add_fn("orphan", "echo", Format::HttpStream, json!({}));
     node.data.apps.lock().unwrap().clear();
     for (path, status, body) in [
-        (
-            "/r/nope/x",
-            404,
-            json!({"error": {"message": "App not found"}}),
-        ),
+        ("/r/nope/x", 404, json!({"error": {"message": "App not found"}})),
         ("/invoke/01NOPE", 404, json!({"message": "Fn not found"})),
         ("/t/nope/x", 404, json!({"message": "App not found"})),
-        (
-            &*format!("/invoke/{}", f.id),
-            404,
-            json!({"message": "App not found"}),
-        ),
+        (&*format!("/invoke/{}", f.id), 404, json!({"message": "App not found"})),
     ] {
         let r = node.post(path, "x").await;
         assert_eq!((r.status, r.json()), (status, body), "{path}");
@@ -407,21 +336,9 @@ async fn missing_things_answer_404_in_each_shape() {
     let app = shared::App::new(serde_json::from_value(json!({"name": "myapp"})).unwrap()).unwrap();
     node.data.apps.lock().unwrap().push(app);
     let r = node.post("/r/myapp/missing", "").await;
-    assert_eq!(
-        (r.status, r.json()),
-        (404, json!({"error": {"message": "Route not found"}}))
-    );
-    let r = Answer::from(
-        node.req(reqwest::Method::GET, "/invoke/x")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.json()),
-        (405, json!({"message": "Method not allowed: GET /invoke/x"}))
-    );
+    assert_eq!((r.status, r.json()), (404, json!({"error": {"message": "Route not found"}})));
+    let r = Answer::from(node.req(reqwest::Method::GET, "/invoke/x").send().await.unwrap()).await;
+    assert_eq!((r.status, r.json()), (405, json!({"message": "Method not allowed: GET /invoke/x"})));
     node.finish().await;
 }
 
@@ -435,26 +352,14 @@ async fn request_and_response_size_limits() {
     let huge = node.add_fn("huge", "huge", Format::HttpStream, json!({}));
     node.add_route("/echo", "echo", Format::Default, json!({}));
 
-    let r = node
-        .post(&format!("/invoke/{}", echo.id), "x".repeat(1001))
-        .await;
-    assert_eq!(
-        (r.status, r.json()),
-        (413, json!({"message": "Request content too large"}))
-    );
+    let r = node.post(&format!("/invoke/{}", echo.id), "x".repeat(1001)).await;
+    assert_eq!((r.status, r.json()), (413, json!({"message": "Request content too large"})));
     r.call_id();
     let r = node.post("/r/myapp/echo", "x".repeat(1001)).await;
-    assert_eq!(
-        (r.status, r.json()),
-        (
-            413,
-            json!({"error": {"message": "Request content too large"}})
-        )
-    );
+    assert_eq!((r.status, r.json()), (413, json!({"error": {"message": "Request content too large"}})));
     // Without Content-Length (chunked), the limit holds while reading.
-    let chunks = futures_util::stream::iter(
-        (0..11).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'y'; 100]))),
-    );
+    let chunks =
+        futures_util::stream::iter((0..11).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'y'; 100]))));
     let r = Answer::from(
         node.req(reqwest::Method::POST, &format!("/invoke/{}", echo.id))
             .body(reqwest::Body::wrap_stream(chunks))
@@ -464,22 +369,11 @@ async fn request_and_response_size_limits() {
     )
     .await;
     assert_eq!(r.status, 413);
-    let r = node
-        .post(&format!("/invoke/{}", echo.id), "x".repeat(1000))
-        .await;
-    assert_eq!(
-        (r.status, r.body.len()),
-        (200, 1000),
-        "exactly the limit is fine"
-    );
+    let r = node.post(&format!("/invoke/{}", echo.id), "x".repeat(1000)).await;
+    assert_eq!((r.status, r.body.len()), (200, 1000), "exactly the limit is fine");
 
-    let r = node
-        .post(&format!("/invoke/{}", huge.id), (2 << 20).to_string())
-        .await;
-    assert_eq!(
-        (r.status, r.json()),
-        (502, json!({"message": "function response too large"}))
-    );
+    let r = node.post(&format!("/invoke/{}", huge.id), (2 << 20).to_string()).await;
+    assert_eq!((r.status, r.json()), (502, json!({"message": "function response too large"})));
     r.call_id();
     let r = node.post(&format!("/invoke/{}", huge.id), "1000").await;
     assert_eq!((r.status, r.body.len()), (200, 1000));
@@ -498,50 +392,25 @@ async fn default_limits_of_6_mib_hold_in_every_format() {
         let path = format!("/invoke/{}", echo.id);
 
         let r = node.post(&path, vec![b'x'; limit + 1]).await;
-        assert_eq!(
-            (r.status, r.json()),
-            (413, json!({"message": "Request content too large"})),
-            "{format:?}"
-        );
+        assert_eq!((r.status, r.json()), (413, json!({"message": "Request content too large"})), "{format:?}");
         // Without Content-Length (chunked), the limit holds while reading.
         let chunks = futures_util::stream::iter(
-            (0..=limit / 65536)
-                .map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'y'; 65536]))),
+            (0..=limit / 65536).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'y'; 65536]))),
         );
         let r = Answer::from(
-            node.req(reqwest::Method::POST, &path)
-                .body(reqwest::Body::wrap_stream(chunks))
-                .send()
-                .await
-                .unwrap(),
+            node.req(reqwest::Method::POST, &path).body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap(),
         )
         .await;
         assert_eq!(r.status, 413, "{format:?}");
         let r = node.post(&path, vec![b'x'; limit]).await;
-        assert_eq!(
-            (r.status, r.body.len()),
-            (200, limit),
-            "{format:?}: exactly the limit is fine"
-        );
+        assert_eq!((r.status, r.body.len()), (200, limit), "{format:?}: exactly the limit is fine");
         if format != Format::Default {
-            assert_eq!(
-                r.header("x-count"),
-                "1",
-                "{format:?}: the function never saw the refused bodies"
-            );
+            assert_eq!(r.header("x-count"), "1", "{format:?}: the function never saw the refused bodies");
         }
 
-        let r = node
-            .post(&format!("/invoke/{}", huge.id), (limit + 1).to_string())
-            .await;
-        assert_eq!(
-            (r.status, r.json()),
-            (502, json!({"message": "function response too large"})),
-            "{format:?}"
-        );
-        let r = node
-            .post(&format!("/invoke/{}", huge.id), limit.to_string())
-            .await;
+        let r = node.post(&format!("/invoke/{}", huge.id), (limit + 1).to_string()).await;
+        assert_eq!((r.status, r.json()), (502, json!({"message": "function response too large"})), "{format:?}");
+        let r = node.post(&format!("/invoke/{}", huge.id), limit.to_string()).await;
         assert_eq!((r.status, r.body.len()), (200, limit), "{format:?}");
     }
     node.finish().await;
@@ -557,16 +426,10 @@ async fn crashes_oom_and_timeouts_follow_the_error_table() {
     node.add_route("/slow", "sleep", Format::Default, json!({"timeout": 1}));
 
     let r = node.post(&format!("/invoke/{}", crash.id), "3").await;
-    assert_eq!(
-        (r.status, r.json()),
-        (502, json!({"message": "container exit code 3"}))
-    );
+    assert_eq!((r.status, r.json()), (502, json!({"message": "container exit code 3"})));
     r.call_id();
     let r = node.post("/r/myapp/crash", "3").await;
-    assert_eq!(
-        (r.status, r.json()),
-        (502, json!({"error": {"message": "container exit code 3"}}))
-    );
+    assert_eq!((r.status, r.json()), (502, json!({"error": {"message": "container exit code 3"}})));
 
     let r = node.post(&format!("/invoke/{}", oom.id), "").await;
     assert_eq!(r.status, 502);
@@ -579,10 +442,7 @@ async fn crashes_oom_and_timeouts_follow_the_error_table() {
     assert_eq!((r.status, r.json()), (504, json!({"message": "Timed out"})));
     r.call_id();
     let r = node.post("/r/myapp/slow", "10000").await;
-    assert_eq!(
-        (r.status, r.json()),
-        (504, json!({"error": {"message": "Timed out"}}))
-    );
+    assert_eq!((r.status, r.json()), (504, json!({"error": {"message": "Timed out"}})));
 
     // A format the agent cannot run.
     node.add_route("/ce", "echo", Format::HttpStream, json!({}));
@@ -603,12 +463,7 @@ async fn crashes_oom_and_timeouts_follow_the_error_table() {
 async fn async_routes_and_detached_invokes_answer_202_after_enqueue_and_503_without_queue() {
     let node = serve(test_config("async")).await;
     let f = node.add_fn("later", "echo", Format::HttpStream, json!({}));
-    node.add_route(
-        "/later",
-        "echo",
-        Format::HttpStream,
-        json!({"type": "async"}),
-    );
+    node.add_route("/later", "echo", Format::HttpStream, json!({"type": "async"}));
 
     let r = Answer::from(
         node.req(reqwest::Method::PUT, "/r/myapp/later?x=1")
@@ -640,32 +495,20 @@ async fn async_routes_and_detached_invokes_answer_202_after_enqueue_and_503_with
         let queued = node.data.queued.lock().unwrap();
         assert_eq!(queued.len(), 2);
         let (a, d) = (&queued[0], &queued[1]);
-        assert_eq!(
-            (a.call.id.as_str(), a.call.status),
-            (id.as_str(), CallStatus::Queued)
-        );
-        assert_eq!(
-            (a.call.path.as_str(), a.call.fn_id.as_str()),
-            ("/later", "")
-        );
+        assert_eq!((a.call.id.as_str(), a.call.status), (id.as_str(), CallStatus::Queued));
+        assert_eq!((a.call.path.as_str(), a.call.fn_id.as_str()), ("/later", ""));
         assert_eq!(a.method, "PUT");
         assert_eq!(a.url, format!("{}/r/myapp/later?x=1", node.base));
         assert_eq!(a.headers["X-Thing"], vec!["a".to_string()]);
         let b64 = base64::engine::general_purpose::STANDARD;
         assert_eq!(b64.decode(&a.body).unwrap(), b"payload");
-        assert_eq!(
-            (d.call.id.as_str(), d.call.fn_id.as_str()),
-            (detached_id.as_str(), f.id.as_str())
-        );
+        assert_eq!((d.call.id.as_str(), d.call.fn_id.as_str()), (detached_id.as_str(), f.id.as_str()));
         assert_eq!(b64.decode(&d.body).unwrap(), b"later please");
     }
 
     node.data.set_fail_enqueue(true);
     let r = node.post("/r/myapp/later", "x").await;
-    assert_eq!(
-        (r.status, r.json()),
-        (503, json!({"error": {"message": "queue unavailable"}}))
-    );
+    assert_eq!((r.status, r.json()), (503, json!({"error": {"message": "queue unavailable"}})));
     let r = Answer::from(
         node.req(reqwest::Method::POST, &format!("/invoke/{}", f.id))
             .header("Fn-Invoke-Type", "detached")
@@ -674,10 +517,7 @@ async fn async_routes_and_detached_invokes_answer_202_after_enqueue_and_503_with
             .unwrap(),
     )
     .await;
-    assert_eq!(
-        (r.status, r.json()),
-        (503, json!({"message": "queue unavailable"}))
-    );
+    assert_eq!((r.status, r.json()), (503, json!({"message": "queue unavailable"})));
     assert_eq!(node.data.queued.lock().unwrap().len(), 2);
     assert!(node.data.records.lock().unwrap().is_empty(), "nothing ran");
     node.finish().await;
@@ -689,9 +529,7 @@ async fn slow_call_records_do_not_delay_answers() {
     let f = node.add_fn("echo", "echo", Format::HttpStream, json!({}));
     let path = format!("/invoke/{}", f.id);
     assert_eq!(node.post(&path, "warm").await.status, 200);
-    node.data
-        .record_delay_ms
-        .store(1000, std::sync::atomic::Ordering::SeqCst);
+    node.data.record_delay_ms.store(1000, std::sync::atomic::Ordering::SeqCst);
     let start = std::time::Instant::now();
     for i in 0..2 {
         let r = node.post(&path, format!("call {i}")).await;
@@ -704,13 +542,7 @@ async fn slow_call_records_do_not_delay_answers() {
     );
     let data = node.data.clone();
     node.finish().await;
-    let finished = data
-        .records
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(e, _, _)| e == "finished")
-        .count();
+    let finished = data.records.lock().unwrap().iter().filter(|(e, _, _)| e == "finished").count();
     assert_eq!(finished, 3, "every record is written by shutdown");
 }
 
@@ -720,12 +552,7 @@ async fn slow_call_records_do_not_delay_answers() {
 async fn forged_platform_headers_never_reach_the_function() {
     let node = serve(test_config("forged")).await;
     for format in ALL_FORMATS {
-        let env_fn = node.add_fn(
-            &format!("env-{}", slug(format)),
-            "envdump",
-            format,
-            json!({}),
-        );
+        let env_fn = node.add_fn(&format!("env-{}", slug(format)), "envdump", format, json!({}));
         let r = Answer::from(
             node.req(reqwest::Method::POST, &format!("/invoke/{}", env_fn.id))
                 .header("Fn-Call-Id", "forged-call-id")
@@ -749,10 +576,7 @@ async fn forged_platform_headers_never_reach_the_function() {
         for forged in ["forged", "2000-01-01", "httprequest"] {
             assert!(!seen.contains(forged), "{format:?} saw {forged:?}: {seen}");
         }
-        assert!(
-            seen.contains("X-Kept") || seen.contains("x-kept"),
-            "{format:?}: other headers pass: {seen}"
-        );
+        assert!(seen.contains("X-Kept") || seen.contains("x-kept"), "{format:?}: other headers pass: {seen}");
     }
     node.finish().await;
 }
@@ -765,11 +589,7 @@ async fn function_statuses_outside_200_to_599_answer_502() {
         let echo_fn = node.add_fn(&format!("echo-{}", slug(format)), "echo", format, json!({}));
         node.add_trigger(&format!("/echo-{}", slug(format)), &echo_fn);
         // The http format's 1xx would be read as an interim answer: it is HTTP's, not the function's.
-        let bad: &[&str] = if format == Format::Http {
-            &["600", "99"]
-        } else {
-            &["600", "150", "99"]
-        };
+        let bad: &[&str] = if format == Format::Http { &["600", "99"] } else { &["600", "150", "99"] };
         for status in bad {
             let mut paths = vec![format!("/invoke/{}", echo_fn.id)];
             // Behind a trigger, the fdk reads the request's gateway form (http-stream).
@@ -778,38 +598,19 @@ async fn function_statuses_outside_200_to_599_answer_502() {
             }
             for path in paths {
                 let r = Answer::from(
-                    node.req(reqwest::Method::POST, &path)
-                        .header("X-Status", *status)
-                        .body("x")
-                        .send()
-                        .await
-                        .unwrap(),
+                    node.req(reqwest::Method::POST, &path).header("X-Status", *status).body("x").send().await.unwrap(),
                 )
                 .await;
-                assert_eq!(
-                    r.status,
-                    502,
-                    "{format:?} {path} status {status}: {}",
-                    r.text()
-                );
+                assert_eq!(r.status, 502, "{format:?} {path} status {status}: {}", r.text());
             }
         }
         let ok_path = match format {
             Format::HttpStream => format!("/t/myapp/echo-{}", slug(format)),
             _ => format!("/invoke/{}", echo_fn.id),
         };
-        let r = Answer::from(
-            node.req(reqwest::Method::POST, &ok_path)
-                .header("X-Status", "599")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(
-            r.status, 599,
-            "{format:?}: 599 is a status the function may answer"
-        );
+        let r = Answer::from(node.req(reqwest::Method::POST, &ok_path).header("X-Status", "599").send().await.unwrap())
+            .await;
+        assert_eq!(r.status, 599, "{format:?}: 599 is a status the function may answer");
     }
     node.finish().await;
 }
@@ -827,15 +628,9 @@ async fn invalid_forwarded_host_or_scheme_is_ignored() {
         ("Forwarded", "proto=\"ht tp\""),
         ("X-Forwarded-Proto", "no/scheme"),
     ] {
-        let r = Answer::from(
-            node.req(reqwest::Method::POST, &path)
-                .header(name, value)
-                .body("hi")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let r =
+            Answer::from(node.req(reqwest::Method::POST, &path).header(name, value).body("hi").send().await.unwrap())
+                .await;
         assert_eq!((r.status, r.text()), (200, "hi".into()), "{name}: {value}");
         assert_eq!(r.header("x-request-url"), own, "{name}: {value}");
     }
@@ -885,29 +680,16 @@ async fn absurd_deadline_and_timeout_headers_do_not_panic() {
 async fn errors_carry_fn_content_type_and_every_503_says_when_to_retry() {
     let node = serve(test_config("errrender")).await;
     let f = node.add_fn("later", "echo", Format::HttpStream, json!({}));
-    node.add_route(
-        "/later",
-        "echo",
-        Format::HttpStream,
-        json!({"type": "async"}),
-    );
+    node.add_route("/later", "echo", Format::HttpStream, json!({"type": "async"}));
 
     let r = node.post("/invoke/01NOPE", "x").await;
-    assert_eq!(
-        (r.status, r.header("content-type")),
-        (404, "application/json; charset=utf-8")
-    );
+    assert_eq!((r.status, r.header("content-type")), (404, "application/json; charset=utf-8"));
     assert_eq!(r.header("retry-after"), "");
     r.call_id();
 
     node.data.set_fail_enqueue(true);
-    let detached = node
-        .req(reqwest::Method::POST, &format!("/invoke/{}", f.id))
-        .header("Fn-Invoke-Type", "detached");
-    for r in [
-        node.post("/r/myapp/later", "x").await,
-        Answer::from(detached.send().await.unwrap()).await,
-    ] {
+    let detached = node.req(reqwest::Method::POST, &format!("/invoke/{}", f.id)).header("Fn-Invoke-Type", "detached");
+    for r in [node.post("/r/myapp/later", "x").await, Answer::from(detached.send().await.unwrap()).await] {
         assert_eq!(r.status, 503, "{}", r.text());
         assert_eq!(r.header("content-type"), "application/json; charset=utf-8");
         assert_eq!(r.header("retry-after"), "15");

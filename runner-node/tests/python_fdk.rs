@@ -19,11 +19,7 @@ const IMAGE: &str = "fn-test/python-fdk:latest";
 
 fn build_image() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python_fdk/build.sh");
-    let status = std::process::Command::new("bash")
-        .arg(script)
-        .arg(IMAGE)
-        .status()
-        .expect("run build.sh");
+    let status = std::process::Command::new("bash").arg(script).arg(IMAGE).status().expect("run build.sh");
     assert!(status.success(), "{script} failed");
 }
 
@@ -47,24 +43,17 @@ async fn the_python_fdk_answers_over_http_stream() {
         call.fn_id = "pyfn".into();
         call.format = Format::HttpStream;
         call.body = Bytes::from(body);
-        call.headers
-            .insert("content-type", "text/plain".parse().unwrap());
+        call.headers.insert("content-type", "text/plain".parse().unwrap());
         let started = std::time::Instant::now();
-        let resp = agent
-            .submit(call)
-            .await
-            .unwrap_or_else(|e| panic!("python fdk call failed: {e}"));
+        let resp = agent.submit(call).await.unwrap_or_else(|e| panic!("python fdk call failed: {e}"));
         eprintln!("python fdk call took {:?}", started.elapsed());
         assert_eq!(resp.status, 200);
-        let v: serde_json::Value = serde_json::from_slice(&resp.body)
-            .unwrap_or_else(|_| panic!("not JSON: {:?}", resp.body));
+        let v: serde_json::Value =
+            serde_json::from_slice(&resp.body).unwrap_or_else(|_| panic!("not JSON: {:?}", resp.body));
         assert_eq!(v["hello"], body);
         assert_eq!(v["call_id"], id.as_str(), "the FDK read Fn-Call-Id");
         assert_eq!(resp.headers["x-python-fdk"], "yes");
-        assert!(resp.headers["fn-fdk-version"]
-            .to_str()
-            .unwrap()
-            .starts_with("fdk-python/"));
+        assert!(resp.headers["fn-fdk-version"].to_str().unwrap().starts_with("fdk-python/"));
     }
 
     // The same function behind an HTTP trigger: Fn's gateway mapping both ways.

@@ -124,7 +124,9 @@ pub enum Error {
     #[error("memory value is out of range. It should be between 0 and 8192")]
     InvalidMemory,
     /// A `cpus` string that is not a valid amount of CPU.
-    #[error("Cpus is invalid. Value should be either between [0.000 and 1024.000] or [0m and 1024000m] milliCPU units")]
+    #[error(
+        "Cpus is invalid. Value should be either between [0.000 and 1024.000] or [0m and 1024000m] milliCPU units"
+    )]
     InvalidCpus,
 
     // ---- fns ---------------------------------------------------------------------------------
@@ -232,7 +234,9 @@ pub enum Error {
     #[error("Invalid annotation value, annotation values may only be non-empty strings, numbers, objects, or arrays")]
     AnnotationValueInvalid,
     /// Value over 512 bytes as compact JSON.
-    #[error("Invalid annotation value length, annotation values may not be larger than 512 bytes when serialized as JSON")]
+    #[error(
+        "Invalid annotation value length, annotation values may not be larger than 512 bytes when serialized as JSON"
+    )]
     AnnotationValueTooLong,
     /// More than 100 keys.
     #[error("Invalid annotation change, new key(s) exceed maximum permitted number of annotations keys (100)")]
@@ -376,19 +380,77 @@ impl ErrorReply for Error {
 const FIXED: &[Error] = {
     use Error::*;
     &[
-        InvalidJson, RequestTooLarge, NotAcceptable, MissingNewApp, MissingAppName, AppMissingName, AppNameTooLong,
-        AppInvalidName, AppIdProvided, AppIdMismatch, AppNotFound, AppAlreadyExists, NameImmutable, MissingNewRoute,
-        RouteMissingApp, RouteMissingPath, RoutePathMalformed, RouteDynamicPath, RouteInvalidPath, RoutePathTooLong,
-        RoutePathImmutable, RouteMissingImage, RouteInvalidType, RouteInvalidFormat, RouteInvalidTimeout,
-        RouteInvalidIdleTimeout, RouteAlreadyExists, RouteNotFound, InvalidMemory, InvalidCpus, FnIdProvided,
-        FnMissingName, FnNameTooLong, FnInvalidName, FnMissingAppId, FnMissingImage, FnInvalidTimeout,
-        FnInvalidIdleTimeout, FnInvalidFormat, FnIdMismatch, FnAlreadyExists, FnNotFound, TriggerIdProvided,
-        TriggerCreatedAtProvided, TriggerUpdatedAtProvided, TriggerMissingName, TriggerNameTooLong,
-        TriggerInvalidName, TriggerMissingAppId, TriggerMissingFnId, TriggerFnNotInApp, TriggerTypeUnsupported,
-        TriggerMissingSource, TriggerSourceNoSlash, TriggerSourceTooLong, TriggerIdMismatch, TriggerAppImmutable,
-        TriggerAlreadyExists, TriggerSourceExists, TriggerNotFound, AnnotationKeyInvalid, AnnotationKeyTooLong,
-        AnnotationValueInvalid, AnnotationValueTooLong, AnnotationTooMany, CallNotFound, CallLogNotFound,
-        MissingCallId, MissingAppId, Unauthorized, ServerBusy,
+        InvalidJson,
+        RequestTooLarge,
+        NotAcceptable,
+        MissingNewApp,
+        MissingAppName,
+        AppMissingName,
+        AppNameTooLong,
+        AppInvalidName,
+        AppIdProvided,
+        AppIdMismatch,
+        AppNotFound,
+        AppAlreadyExists,
+        NameImmutable,
+        MissingNewRoute,
+        RouteMissingApp,
+        RouteMissingPath,
+        RoutePathMalformed,
+        RouteDynamicPath,
+        RouteInvalidPath,
+        RoutePathTooLong,
+        RoutePathImmutable,
+        RouteMissingImage,
+        RouteInvalidType,
+        RouteInvalidFormat,
+        RouteInvalidTimeout,
+        RouteInvalidIdleTimeout,
+        RouteAlreadyExists,
+        RouteNotFound,
+        InvalidMemory,
+        InvalidCpus,
+        FnIdProvided,
+        FnMissingName,
+        FnNameTooLong,
+        FnInvalidName,
+        FnMissingAppId,
+        FnMissingImage,
+        FnInvalidTimeout,
+        FnInvalidIdleTimeout,
+        FnInvalidFormat,
+        FnIdMismatch,
+        FnAlreadyExists,
+        FnNotFound,
+        TriggerIdProvided,
+        TriggerCreatedAtProvided,
+        TriggerUpdatedAtProvided,
+        TriggerMissingName,
+        TriggerNameTooLong,
+        TriggerInvalidName,
+        TriggerMissingAppId,
+        TriggerMissingFnId,
+        TriggerFnNotInApp,
+        TriggerTypeUnsupported,
+        TriggerMissingSource,
+        TriggerSourceNoSlash,
+        TriggerSourceTooLong,
+        TriggerIdMismatch,
+        TriggerAppImmutable,
+        TriggerAlreadyExists,
+        TriggerSourceExists,
+        TriggerNotFound,
+        AnnotationKeyInvalid,
+        AnnotationKeyTooLong,
+        AnnotationValueInvalid,
+        AnnotationValueTooLong,
+        AnnotationTooMany,
+        CallNotFound,
+        CallLogNotFound,
+        MissingCallId,
+        MissingAppId,
+        Unauthorized,
+        ServerBusy,
     ]
 };
 

@@ -251,14 +251,28 @@ impl Client {
     }
 
     /// `POST /v2/fns`; the fn's id.
-    pub async fn create_fn(&self, api: &str, app_id: &str, name: &str, image: &str, config: Value) -> anyhow::Result<String> {
+    pub async fn create_fn(
+        &self,
+        api: &str,
+        app_id: &str,
+        name: &str,
+        image: &str,
+        config: Value,
+    ) -> anyhow::Result<String> {
         let body = json!({"name": name, "app_id": app_id, "image": image, "memory": 64, "config": config});
         let f = self.ok(reqwest::Method::POST, &format!("{api}/v2/fns"), Some(body)).await?;
         Ok(f["id"].as_str().context("fn id")?.to_string())
     }
 
     /// `POST /v2/triggers` (type http); the trigger's id.
-    pub async fn create_trigger(&self, api: &str, app_id: &str, fn_id: &str, name: &str, source: &str) -> anyhow::Result<String> {
+    pub async fn create_trigger(
+        &self,
+        api: &str,
+        app_id: &str,
+        fn_id: &str,
+        name: &str,
+        source: &str,
+    ) -> anyhow::Result<String> {
         let body = json!({"name": name, "app_id": app_id, "fn_id": fn_id, "type": "http", "source": source});
         let t = self.ok(reqwest::Method::POST, &format!("{api}/v2/triggers"), Some(body)).await?;
         Ok(t["id"].as_str().context("trigger id")?.to_string())
@@ -298,7 +312,13 @@ impl Client {
 
     /// Polls the calls of a fn until every id in `ids` is listed with a final status (not `queued` or
     /// `running`), or fails after `within`; the full list.
-    pub async fn wait_for_calls(&self, api: &str, fn_id: &str, ids: &[String], within: Duration) -> anyhow::Result<Vec<Value>> {
+    pub async fn wait_for_calls(
+        &self,
+        api: &str,
+        fn_id: &str,
+        ids: &[String],
+        within: Duration,
+    ) -> anyhow::Result<Vec<Value>> {
         let deadline = Instant::now() + within;
         loop {
             let calls = self.list_calls(api, fn_id).await?;
@@ -312,7 +332,12 @@ impl Client {
                 return Ok(calls);
             }
             if Instant::now() > deadline {
-                bail!("{} of {} calls not recorded as finished within {within:?}, e.g. {:?}", missing.len(), ids.len(), &missing[..missing.len().min(5)]);
+                bail!(
+                    "{} of {} calls not recorded as finished within {within:?}, e.g. {:?}",
+                    missing.len(),
+                    ids.len(),
+                    &missing[..missing.len().min(5)]
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -51,7 +51,8 @@ impl Node {
                 p
             }
         };
-        let log = std::env::temp_dir().join(format!("fn-e2e-{}-{port}.log", program.file_name().unwrap().to_string_lossy()));
+        let log =
+            std::env::temp_dir().join(format!("fn-e2e-{}-{port}.log", program.file_name().unwrap().to_string_lossy()));
         // A fresh log per node (an earlier run may have used the same port); restarts append to it.
         let _ = std::fs::remove_file(&log);
         let mut node = Node { child: None, url: format!("http://127.0.0.1:{port}"), port, program, env, log };

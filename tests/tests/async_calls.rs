@@ -56,7 +56,10 @@ fn check_success_lifecycle(seen: &[String], first: &Value, done: &Value) {
     assert!(ranks.windows(2).all(|w| w[0] < w[1]), "statuses go forward only: {seen:?}");
     assert_eq!(seen.first().map(String::as_str), Some("queued"), "{seen:?}");
     assert_eq!(status(done), "success", "{done}");
-    assert_eq!(done["created_at"], first["created_at"], "created_at is the time the call was accepted: {first} / {done}");
+    assert_eq!(
+        done["created_at"], first["created_at"],
+        "created_at is the time the call was accepted: {first} / {done}"
+    );
     let (created, started, completed) = (
         millis(done, "created_at").expect("created_at"),
         millis(done, "started_at").expect("started_at"),
@@ -97,7 +100,8 @@ async fn detached_and_async_route(mq_url: Option<String>) {
     )
     .await;
     let body = unique("route-body");
-    let resp = api.http.post(format!("{}/r/{app_name}/later", api.base)).body(body.clone()).send().await.expect("route call");
+    let resp =
+        api.http.post(format!("{}/r/{app_name}/later", api.base)).body(body.clone()).send().await.expect("route call");
     let id = accepted_id(resp).await;
     let path = format!("/v1/apps/{app_name}/calls/{id}");
     let first = api.get(&path).await.expect("the record exists once the call is accepted")["call"].clone();
@@ -142,23 +146,25 @@ fn attempt(call: &Value, i: usize) -> (u64, String, i64, i64, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_calls_are_retried_with_backoff_then_dead_lettered() {
     let failn = image("failn").await;
-    let node = full_node(
-        "api-node",
-        None,
-        &[("FN_ASYNC_MAX_ATTEMPTS", "3"), ("FN_ASYNC_RETRY_BACKOFF_MSECS", "200")],
-    )
-    .await;
+    let node =
+        full_node("api-node", None, &[("FN_ASYNC_MAX_ATTEMPTS", "3"), ("FN_ASYNC_RETRY_BACKOFF_MSECS", "200")]).await;
     let api = Api::new(&node.url);
     let app_id = api.app("retries").await;
     // failn fails the first FAIL_TIMES calls each container serves (the container stays up), then echoes.
-    let flaky = api.func(&app_id, json!({ "name": "flaky", "image": failn, "timeout": 30, "config": {"FAIL_TIMES": "2"} })).await;
-    let broken =
-        api.func(&app_id, json!({ "name": "broken", "image": failn, "timeout": 30, "config": {"FAIL_TIMES": "1000"} })).await;
+    let flaky = api
+        .func(&app_id, json!({ "name": "flaky", "image": failn, "timeout": 30, "config": {"FAIL_TIMES": "2"} }))
+        .await;
+    let broken = api
+        .func(&app_id, json!({ "name": "broken", "image": failn, "timeout": 30, "config": {"FAIL_TIMES": "1000"} }))
+        .await;
 
     // A per-fn limit overrides the node's.
     let limited = api
-        .func(&app_id, json!({ "name": "limited", "image": failn, "timeout": 30, "config": {"FAIL_TIMES": "1000"},
-                               "annotations": {api_node::direct::MAX_ATTEMPTS_ANNOTATION: 2} }))
+        .func(
+            &app_id,
+            json!({ "name": "limited", "image": failn, "timeout": 30, "config": {"FAIL_TIMES": "1000"},
+                               "annotations": {api_node::direct::MAX_ATTEMPTS_ANNOTATION: 2} }),
+        )
         .await;
 
     let body = unique("third-time-lucky");
@@ -368,7 +374,8 @@ async fn thousand_async_calls_survive_a_killed_runner_and_an_api_node_restart() 
     let targets = [Api::new(&runner_a.url), Api::new(&runner_b.url)];
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
-        let (accepted, claimed, refused, unreachable) = (accepted.clone(), claimed.clone(), refused.clone(), unreachable.clone());
+        let (accepted, claimed, refused, unreachable) =
+            (accepted.clone(), claimed.clone(), refused.clone(), unreachable.clone());
         let refused_ids = refused_ids.clone();
         let (targets, fn_id) = (targets.clone(), fn_id.clone());
         clients.push(tokio::spawn(async move {
@@ -459,7 +466,8 @@ async fn thousand_async_calls_survive_a_killed_runner_and_an_api_node_restart() 
     let refused_ids = refused_ids.lock().unwrap().clone();
     let recorded_refused: Vec<&String> = refused_ids.iter().filter(|id| listed.contains_key(*id)).collect();
     assert!(recorded_refused.is_empty(), "calls refused with 503 have records: {recorded_refused:?}");
-    let extra: Vec<&Value> = calls.iter().filter(|c| !accepted_set.contains(&c["id"].as_str().unwrap_or("").to_string())).collect();
+    let extra: Vec<&Value> =
+        calls.iter().filter(|c| !accepted_set.contains(&c["id"].as_str().unwrap_or("").to_string())).collect();
     assert!(
         extra.len() <= unreachable.load(Ordering::SeqCst),
         "more calls recorded than accepted or possibly accepted (submission broke off): {extra:?}"
@@ -470,7 +478,9 @@ async fn thousand_async_calls_survive_a_killed_runner_and_an_api_node_restart() 
     assert!(not_success.is_empty(), "echo cannot fail, yet: {not_success:?}");
     let redelivered = calls
         .iter()
-        .filter(|c| c["attempts"].as_array().and_then(|a| a.last()).and_then(|a| a["attempt"].as_u64()).unwrap_or(0) > 1)
+        .filter(|c| {
+            c["attempts"].as_array().and_then(|a| a.last()).and_then(|a| a["attempt"].as_u64()).unwrap_or(0) > 1
+        })
         .count();
     for c in &calls {
         let last = c["attempts"].as_array().and_then(|a| a.last()).cloned().unwrap_or_default();

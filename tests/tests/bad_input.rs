@@ -89,8 +89,9 @@ async fn full_report_buffer_refuses_new_calls_at_once() {
     let app_id = c.create_app(&a, &unique("full")).await.unwrap();
     let f = c.create_fn(&a, &app_id, "badlog", "fn-test/badlog:latest", json!({})).await.unwrap();
     // Room for the reports of one call (start and finish), lookups cached for the whole test.
-    let runner =
-        Runner::start_with(&api, Transport::Http, Some(TOKEN), 600_000, &[("FN_RUNNER_REPORT_BUFFER", "2")]).await.unwrap();
+    let runner = Runner::start_with(&api, Transport::Http, Some(TOKEN), 600_000, &[("FN_RUNNER_REPORT_BUFFER", "2")])
+        .await
+        .unwrap();
     let warm = c.invoke(runner.url(), &f, "0").await.unwrap();
     assert_eq!(warm.status, 200, "{warm:?}");
     let mut ids = vec![warm.call_id.unwrap()];
@@ -145,8 +146,9 @@ async fn refused_report_is_dropped_and_later_ones_delivered() {
     let a = api.url().to_string();
     let app_id = c.create_app(&a, &unique("refused")).await.unwrap();
     let f = c.create_fn(&a, &app_id, "badlog", "fn-test/badlog:latest", json!({})).await.unwrap();
-    let runner =
-        Runner::start_with(&api, Transport::Http, Some(TOKEN), 1000, &[("FN_MAX_LOG_SIZE_BYTES", "8388608")]).await.unwrap();
+    let runner = Runner::start_with(&api, Transport::Http, Some(TOKEN), 1000, &[("FN_MAX_LOG_SIZE_BYTES", "8388608")])
+        .await
+        .unwrap();
     let big = c.invoke(runner.url(), &f, "3000000").await.unwrap();
     assert_eq!(big.status, 200, "{big:?}");
     let big_id = big.call_id.unwrap();

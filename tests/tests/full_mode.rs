@@ -87,13 +87,30 @@ async fn serves_every_invoke_path(backend: Backend) {
     let app_id = app["id"].as_str().unwrap();
     let f = api.post("/v2/fns", json!({"name": "echo", "app_id": app_id, "image": echo})).await;
     let fn_id = f["id"].as_str().unwrap().to_string();
-    assert_eq!(f["annotations"]["fnproject.io/fn/invokeEndpoint"], format!("http://localhost:{}/invoke/{fn_id}", node.port));
-    let env_fn = api.post("/v2/fns", json!({"name": "env", "app_id": app_id, "image": envdump, "config": {"FN_LEVEL": "f"}})).await;
-    api.post("/v2/triggers", json!({"name": "hook", "app_id": app_id, "fn_id": env_fn["id"], "type": "http", "source": "/hook"})).await;
-    api.post("/v1/apps/quick/routes", json!({"route": {"path": "/echo/deep", "image": echo, "format": "http-stream"}})).await;
+    assert_eq!(
+        f["annotations"]["fnproject.io/fn/invokeEndpoint"],
+        format!("http://localhost:{}/invoke/{fn_id}", node.port)
+    );
+    let env_fn = api
+        .post("/v2/fns", json!({"name": "env", "app_id": app_id, "image": envdump, "config": {"FN_LEVEL": "f"}}))
+        .await;
+    api.post(
+        "/v2/triggers",
+        json!({"name": "hook", "app_id": app_id, "fn_id": env_fn["id"], "type": "http", "source": "/hook"}),
+    )
+    .await;
+    api.post("/v1/apps/quick/routes", json!({"route": {"path": "/echo/deep", "image": echo, "format": "http-stream"}}))
+        .await;
 
     // POST /invoke/{fn_id}: body and headers through, Fn-Call-Id back, the call recorded with its log.
-    let resp = api.http.post(format!("{}/invoke/{fn_id}", node.url)).header("X-Header-Foo", "bar").body("hello").send().await.unwrap();
+    let resp = api
+        .http
+        .post(format!("{}/invoke/{fn_id}", node.url))
+        .header("X-Header-Foo", "bar")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let call_id = resp.headers()["fn-call-id"].to_str().unwrap().to_string();
     assert_eq!(resp.headers()["foo"], "bar");
@@ -113,7 +130,14 @@ async fn serves_every_invoke_path(backend: Backend) {
 
     // /t/{app}/{source}: Fn's gateway mapping. The container gets `POST /call` with Fn-Http-Method,
     // Fn-Http-Request-Url and Fn-Http-H-* headers, from which the FDK rebuilds the original request.
-    let resp = api.http.put(format!("{}/t/quick/hook?q=1", node.url)).header("X-Foo", "bar").body("via trigger").send().await.unwrap();
+    let resp = api
+        .http
+        .put(format!("{}/t/quick/hook?q=1", node.url))
+        .header("X-Foo", "bar")
+        .body("via trigger")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().contains_key("fn-call-id"));
     let seen: Value = resp.json().await.unwrap();
@@ -138,16 +162,26 @@ async fn serves_every_invoke_path(backend: Backend) {
     assert_eq!(resp.status(), 200);
     let route_call = resp.headers()["fn-call-id"].to_str().unwrap().to_string();
     assert_eq!(resp.text().await.unwrap(), "via route");
-    let listed = api.wait_for("/v1/apps/quick/calls?path=/echo/deep", |v| {
-        v["calls"].as_array().is_some_and(|c| c.iter().any(|c| c["id"] == route_call.as_str() && c["status"] == "success"))
-    }).await;
+    let listed = api
+        .wait_for("/v1/apps/quick/calls?path=/echo/deep", |v| {
+            v["calls"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["id"] == route_call.as_str() && c["status"] == "success"))
+        })
+        .await;
     assert_eq!(listed["message"], "Successfully listed calls");
 
     // Unknown things are Fn's 404s, per path shape.
     let resp = api.http.post(format!("{}/invoke/{}", node.url, shared::id::new_id())).send().await.unwrap();
-    assert_eq!((resp.status().as_u16(), resp.json::<Value>().await.unwrap()), (404, json!({"message": "Fn not found"})));
+    assert_eq!(
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap()),
+        (404, json!({"message": "Fn not found"}))
+    );
     let resp = api.http.get(format!("{}/r/quick/nope", node.url)).send().await.unwrap();
-    assert_eq!((resp.status().as_u16(), resp.json::<Value>().await.unwrap()), (404, json!({"error": {"message": "Route not found"}})));
+    assert_eq!(
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap()),
+        (404, json!({"error": {"message": "Route not found"}}))
+    );
 
     // SIGTERM: finishes, removes its containers, exits 0.
     assert!(containers_of(&instance).await > 0, "hot containers run while the node is up");
@@ -173,7 +207,8 @@ async fn a_killed_node_reaps_its_containers_when_it_comes_back() {
     let api = Api::new(&node);
     let app = api.post("/v2/apps", json!({"name": "reap"})).await;
     let f = api.post("/v2/fns", json!({"name": "echo", "app_id": app["id"], "image": image("echo").await})).await;
-    let resp = api.http.post(format!("{}/invoke/{}", node.url, f["id"].as_str().unwrap())).body("x").send().await.unwrap();
+    let resp =
+        api.http.post(format!("{}/invoke/{}", node.url, f["id"].as_str().unwrap())).body("x").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     node.kill9();
     assert!(containers_of(&instance).await > 0, "kill -9 leaves the hot container behind");
@@ -184,6 +219,7 @@ async fn a_killed_node_reaps_its_containers_when_it_comes_back() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // And the restarted node serves again, from the same database.
-    let resp = api.http.post(format!("{}/invoke/{}", node.url, f["id"].as_str().unwrap())).body("again").send().await.unwrap();
+    let resp =
+        api.http.post(format!("{}/invoke/{}", node.url, f["id"].as_str().unwrap())).body("again").send().await.unwrap();
     assert_eq!(resp.text().await.unwrap(), "again");
 }

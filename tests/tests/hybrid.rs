@@ -114,7 +114,11 @@ async fn lifecycle(backend: Backend) {
         let id = reply.call_id.clone().expect("Fn-Call-Id");
         c.wait_for_calls(a, &crash, std::slice::from_ref(&id), Duration::from_secs(30)).await.unwrap();
         let call = c.ok(Method::GET, &format!("{a}/v2/fns/{crash}/calls/{id}"), None).await.unwrap();
-        assert_eq!((call["status"].as_str(), call["error"].as_str()), (Some("error"), Some("container exit code 3")), "{call}");
+        assert_eq!(
+            (call["status"].as_str(), call["error"].as_str()),
+            (Some("error"), Some("container exit code 3")),
+            "{call}"
+        );
         let url = format!("{a}/v2/fns/{crash}/calls/{id}/log");
         let log = c.ok(Method::GET, &url, None).await.unwrap();
         assert_eq!(log["call_id"], id.as_str());
@@ -184,7 +188,14 @@ struct Shot {
 }
 
 /// Sequential invokes of `fn_id` on `url` by `workers` tasks until `stop`.
-fn load(c: &Client, runner: usize, url: &str, fn_id: &str, workers: usize, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Vec<Shot>>> {
+fn load(
+    c: &Client,
+    runner: usize,
+    url: &str,
+    fn_id: &str,
+    workers: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<Shot>>> {
     (0..workers)
         .map(|w| {
             let (c, url, fn_id, stop) = (c.clone(), url.to_string(), fn_id.to_string(), stop.clone());
@@ -259,7 +270,13 @@ async fn api_node_outage(backend: Backend) {
     let shots = collect(tasks).await;
 
     let failures: Vec<&Shot> = shots.iter().filter(|s| !matches!(s.result, Ok((200, Some(_), true)))).collect();
-    assert!(failures.is_empty(), "{} of {} calls failed, e.g. {:?}", failures.len(), shots.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {} calls failed, e.g. {:?}",
+        failures.len(),
+        shots.len(),
+        &failures[..failures.len().min(5)]
+    );
     for runner in [0, 1] {
         let during = shots.iter().filter(|s| s.runner == runner && s.at > killed && s.at < restarting).count();
         assert!(during >= 2, "runner {runner} served {during} calls while the API node was down");
@@ -340,7 +357,8 @@ async fn runner_killed_mid_load() {
     assert!(bad.is_empty(), "survivor failures: {bad:?}");
     assert!(survivor_shots.iter().filter(|s| s.at > killed).count() >= 5, "survivor kept serving after the kill");
     // The victim is really gone: calls to it fail at the transport after the kill.
-    let after: Vec<&Shot> = shots.iter().filter(|s| s.runner == 0 && s.at > killed + Duration::from_millis(200)).collect();
+    let after: Vec<&Shot> =
+        shots.iter().filter(|s| s.runner == 0 && s.at > killed + Duration::from_millis(200)).collect();
     assert!(!after.is_empty() && after.iter().all(|s| s.result.is_err()), "victim after the kill: {after:?}");
 
     // Its containers outlive it ...
@@ -438,7 +456,8 @@ async fn paths_not_served_by_node_type() {
     // The API node still serves its API.
     c.ok(Method::GET, &format!("{a}/v2/apps"), None).await.unwrap();
 
-    let runner_msg = |api: &str| format!("Invoking api {api}/ requests is not supported on nodes configured as type Runner");
+    let runner_msg =
+        |api: &str| format!("Invoking api {api}/ requests is not supported on nodes configured as type Runner");
     for (method, path, body) in [
         (Method::GET, "/v1/apps", json!({"error": {"message": runner_msg("/v1")}})),
         (Method::POST, "/v1/apps/x/routes", json!({"error": {"message": runner_msg("/v1")}})),
@@ -459,7 +478,9 @@ async fn paths_not_served_by_node_type() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_of_a_killed_runner_are_ended_as_lost() {
     build_images(&["sleep"]).await.unwrap();
-    let api = ApiNode::start_with(Backend::Sqlite, false, Some(TOKEN), &[("FN_LOST_CALL_AFTER_MSECS", "3000")]).await.unwrap();
+    let api = ApiNode::start_with(Backend::Sqlite, false, Some(TOKEN), &[("FN_LOST_CALL_AFTER_MSECS", "3000")])
+        .await
+        .unwrap();
     let mut runner = Runner::start(&api, Transport::Http, Some(TOKEN), 1000).await.unwrap();
     let c = Client::new();
     let a = api.url().to_string();

@@ -229,4 +229,3 @@ pub async fn delete_route(st: web::Data<AppState>, req: HttpRequest) -> Reply {
     st.store.remove_route(&app.id, &existing_route_path(&req)?).await.v1()?;
     Ok(message("Route deleted", json!({})))
 }
-

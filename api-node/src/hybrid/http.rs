@@ -76,7 +76,8 @@ async fn parse<T: serde::de::DeserializeOwned>(
     payload: web::Payload,
     s: &HybridState,
 ) -> Result<T, ApiError> {
-    let body = crate::http::read_body(req, payload, Some(s.max_body as u64)).await.map_err(|e| ApiVersion::V2.err(e))?;
+    let body =
+        crate::http::read_body(req, payload, Some(s.max_body as u64)).await.map_err(|e| ApiVersion::V2.err(e))?;
     serde_json::from_slice(&body).map_err(|_| ApiVersion::V2.err(Error::InvalidJson))
 }
 
@@ -114,7 +115,11 @@ async fn route(req: HttpRequest, s: web::Data<HybridState>, id: web::Path<String
     ok(data.route(&id, &q.path).await.v2()?)
 }
 
-async fn trigger_by_source(req: HttpRequest, s: web::Data<HybridState>, p: web::Path<(String, String, String)>) -> Reply {
+async fn trigger_by_source(
+    req: HttpRequest,
+    s: web::Data<HybridState>,
+    p: web::Path<(String, String, String)>,
+) -> Reply {
     let data = authorize(&req, &s)?;
     let (app_id, trigger_type, source) = p.into_inner();
     ok(data.trigger_by_source(&app_id, &trigger_type, &format!("/{source}")).await.v2()?)

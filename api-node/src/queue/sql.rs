@@ -50,9 +50,12 @@ impl SqlQueue {
             Some(("bolt", path)) => format!("sqlite3://{path}"),
             _ => url.to_string(),
         };
-        let db: DbUrl = url.parse().map_err(|e: crate::datastore::sql::DbUrlError| QueueError::Config(e.to_string()))?;
+        let db: DbUrl =
+            url.parse().map_err(|e: crate::datastore::sql::DbUrlError| QueueError::Config(e.to_string()))?;
         if db.dialect() == Dialect::Mysql {
-            return Err(QueueError::Config("FN_MQ_URL: MySQL is not a supported queue; use sqlite3://, postgres:// or redis://".into()));
+            return Err(QueueError::Config(
+                "FN_MQ_URL: MySQL is not a supported queue; use sqlite3://, postgres:// or redis://".into(),
+            ));
         }
         // Durable once pushed: a 202 promises the call survives power loss, so every commit is synced.
         let pool = open_pool_with(&db, retries, true).await?;
@@ -162,7 +165,9 @@ impl SqlQueue {
     /// Moves a held message's visibility to `after` from now, setting its token to `token_expr` (the
     /// column itself to keep holding it, `''` to let it go).
     async fn set_visible(&self, r: &Reservation, after: Duration, token_expr: &str) -> QueueResult<()> {
-        let sql = self.sql(&format!("UPDATE fn_queue SET token = {token_expr}, visible_at = ? WHERE id = ? AND token = ?")).into_owned();
+        let sql = self
+            .sql(&format!("UPDATE fn_queue SET token = {token_expr}, visible_at = ? WHERE id = ? AND token = ?"))
+            .into_owned();
         let done = sqlx::query(&sql)
             .bind(now_ms() + after.as_millis() as i64)
             .bind(&r.message.id)

@@ -7,12 +7,11 @@ use base64::Engine;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Network, NetworkCreateRequest,
-    ResourcesUlimits,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Network, NetworkCreateRequest, ResourcesUlimits,
 };
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, InspectNetworkOptions,
-    ListContainersOptions, RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, InspectNetworkOptions, ListContainersOptions,
+    RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
@@ -35,9 +34,7 @@ impl DockerDriver {
     /// Connects with the local defaults and negotiates the API version (the engine may be
     /// older than bollard's default version).
     pub async fn connect(auth: Option<RegistryAuth>) -> Result<Self, AgentError> {
-        let docker = Docker::connect_with_local_defaults()?
-            .negotiate_version()
-            .await?;
+        let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
         Ok(DockerDriver { docker, auth })
     }
 
@@ -67,13 +64,9 @@ pub fn credentials_for(json: &str, registry: &str) -> Option<DockerCredentials> 
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
     let auths = v.get("auths").unwrap_or(&v).as_object()?;
     let wanted = normalize_registry(registry);
-    let (host, entry) = auths
-        .iter()
-        .find(|(host, _)| normalize_registry(host) == wanted)?;
+    let (host, entry) = auths.iter().find(|(host, _)| normalize_registry(host) == wanted)?;
     let auth = entry.get("auth").and_then(|a| a.as_str())?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(auth)
-        .ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(auth).ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (user, pass) = decoded.split_once(':')?;
     Some(DockerCredentials {
@@ -103,11 +96,7 @@ const MAX_IFNAME: usize = 15;
 /// An existing network is used for functions only if it is a bridge with inter-container traffic off.
 fn check_isolated(name: &str, net: &Network) -> Result<(), AgentError> {
     let bridge = net.driver.as_deref() == Some("bridge");
-    let icc_off = net
-        .options
-        .as_ref()
-        .and_then(|o| o.get(ICC_OPTION))
-        .is_some_and(|v| v == "false");
+    let icc_off = net.options.as_ref().and_then(|o| o.get(ICC_OPTION)).is_some_and(|v| v == "false");
     if bridge && icc_off {
         Ok(())
     } else {
@@ -119,13 +108,7 @@ fn check_isolated(name: &str, net: &Network) -> Result<(), AgentError> {
 }
 
 fn is_not_found(e: &BollardError) -> bool {
-    matches!(
-        e,
-        BollardError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
+    matches!(e, BollardError::DockerResponseServerError { status_code: 404, .. })
 }
 
 #[async_trait]
@@ -133,8 +116,7 @@ impl Driver for DockerDriver {
     async fn ensure_image(&self, image: &str) -> Result<(), AgentError> {
         // Only a valid reference reaches Docker: anything else could be read as another image,
         // another registry or an option.
-        let reference =
-            ImageRef::parse(image).ok_or_else(|| AgentError::InvalidImage(image.to_string()))?;
+        let reference = ImageRef::parse(image).ok_or_else(|| AgentError::InvalidImage(image.to_string()))?;
         match self.docker.inspect_image(image).await {
             Ok(_) => return Ok(()),
             Err(e) if is_not_found(&e) => {}
@@ -146,35 +128,19 @@ impl Driver for DockerDriver {
             (None, Some(t)) => t.clone(),
             (None, None) => "latest".to_string(),
         };
-        let opts = CreateImageOptions {
-            from_image: Some(reference.name(image)),
-            tag: Some(tag),
-            ..Default::default()
-        };
+        let opts = CreateImageOptions { from_image: Some(reference.name(image)), tag: Some(tag), ..Default::default() };
         // The caller learns only that the pull failed; Docker's detail (registry answers,
         // auth errors) stays in the node's log.
         let pull_err = |status: u16, detail: &dyn std::fmt::Display| {
             tracing::warn!(image, status, error = %detail, "image pull failed");
-            AgentError::ImagePull {
-                image: image.to_string(),
-                status,
-            }
+            AgentError::ImagePull { image: image.to_string(), status }
         };
-        let mut stream = self
-            .docker
-            .create_image(Some(opts), None, self.credentials(&reference));
+        let mut stream = self.docker.create_image(Some(opts), None, self.credentials(&reference));
         while let Some(item) = stream.next().await {
             match item {
                 Ok(_) => {}
-                Err(BollardError::DockerResponseServerError {
-                    status_code,
-                    message,
-                }) => {
-                    let status = if matches!(status_code, 401 | 404) {
-                        status_code
-                    } else {
-                        500
-                    };
+                Err(BollardError::DockerResponseServerError { status_code, message }) => {
+                    let status = if matches!(status_code, 401 | 404) { status_code } else { 500 };
                     return Err(pull_err(status, &message));
                 }
                 Err(e) => return Err(pull_err(500, &e)),
@@ -206,26 +172,17 @@ impl Driver for DockerDriver {
             tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
             binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
             cap_drop: spec.drop_privileges.then(|| vec!["all".to_string()]),
-            security_opt: spec
-                .drop_privileges
-                .then(|| vec!["no-new-privileges".to_string()]),
+            security_opt: spec.drop_privileges.then(|| vec!["no-new-privileges".to_string()]),
             ulimits: (!spec.ulimits.is_empty()).then(|| {
                 spec.ulimits
                     .iter()
-                    .map(|(n, v)| ResourcesUlimits {
-                        name: Some(n.clone()),
-                        soft: Some(*v),
-                        hard: Some(*v),
-                    })
+                    .map(|(n, v)| ResourcesUlimits { name: Some(n.clone()), soft: Some(*v), hard: Some(*v) })
                     .collect()
             }),
             network_mode: spec.network_mode.clone(),
             storage_opt: (spec.fs_size_mb > 0)
                 .then(|| HashMap::from([("size".to_string(), format!("{}M", spec.fs_size_mb))])),
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("none".to_string()),
-                config: None,
-            }),
+            log_config: Some(HostConfigLogConfig { typ: Some("none".to_string()), config: None }),
             ..Default::default()
         };
         let body = ContainerCreateBody {
@@ -241,51 +198,31 @@ impl Driver for DockerDriver {
             host_config: Some(host),
             ..Default::default()
         };
-        let opts = CreateContainerOptions {
-            name: Some(spec.name.clone()),
-            ..Default::default()
-        };
+        let opts = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
         let created = self.docker.create_container(Some(opts), body).await?;
         Ok(created.id)
     }
 
     async fn attach(&self, id: &str, stdin: bool) -> Result<Attached, AgentError> {
-        let opts = AttachContainerOptions {
-            stream: true,
-            stdin,
-            stdout: true,
-            stderr: true,
-            ..Default::default()
-        };
+        let opts = AttachContainerOptions { stream: true, stdin, stdout: true, stderr: true, ..Default::default() };
         let res = self.docker.attach_container(id, Some(opts)).await?;
         let output = res
             .output
             .map_err(AgentError::from)
             .try_filter_map(|o| async move {
                 Ok(match o {
-                    bollard::container::LogOutput::StdOut { message } => {
-                        Some(Output::Stdout(message))
-                    }
-                    bollard::container::LogOutput::StdErr { message } => {
-                        Some(Output::Stderr(message))
-                    }
-                    bollard::container::LogOutput::Console { message } => {
-                        Some(Output::Stdout(message))
-                    }
+                    bollard::container::LogOutput::StdOut { message } => Some(Output::Stdout(message)),
+                    bollard::container::LogOutput::StdErr { message } => Some(Output::Stderr(message)),
+                    bollard::container::LogOutput::Console { message } => Some(Output::Stdout(message)),
                     bollard::container::LogOutput::StdIn { .. } => None,
                 })
             })
             .boxed();
-        Ok(Attached {
-            stdin: res.input,
-            output,
-        })
+        Ok(Attached { stdin: res.input, output })
     }
 
     async fn start(&self, id: &str) -> Result<(), AgentError> {
-        self.docker
-            .start_container(id, None::<StartContainerOptions>)
-            .await?;
+        self.docker.start_container(id, None::<StartContainerOptions>).await?;
         Ok(())
     }
 
@@ -295,23 +232,13 @@ impl Driver for DockerDriver {
             Some(Ok(r)) => r.status_code,
             Some(Err(BollardError::DockerContainerWaitError { code, .. })) => code,
             Some(Err(e)) => return Err(e.into()),
-            None => {
-                return Err(AgentError::Docker(format!(
-                    "wait for {id} ended without a status"
-                )))
-            }
+            None => return Err(AgentError::Docker(format!("wait for {id} ended without a status"))),
         };
-        let oom_killed = match self
-            .docker
-            .inspect_container(
-                id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-        {
-            Ok(info) => info.state.and_then(|s| s.oom_killed).unwrap_or(false),
-            Err(_) => false,
-        };
+        let oom_killed =
+            match self.docker.inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>).await {
+                Ok(info) => info.state.and_then(|s| s.oom_killed).unwrap_or(false),
+                Err(_) => false,
+            };
         Ok(ExitStatus { code, oom_killed })
     }
 
@@ -324,32 +251,18 @@ impl Driver for DockerDriver {
     }
 
     async fn remove(&self, id: &str) -> Result<(), AgentError> {
-        let opts = RemoveContainerOptions {
-            force: true,
-            v: true,
-            ..Default::default()
-        };
+        let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
         match self.docker.remove_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             // Already being removed by someone else (e.g. a concurrent reap).
-            Err(BollardError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
+            Err(BollardError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn ensure_isolated_network(
-        &self,
-        name: &str,
-        labels: &HashMap<String, String>,
-    ) -> Result<(), AgentError> {
-        match self
-            .docker
-            .inspect_network(name, None::<InspectNetworkOptions>)
-            .await
-        {
+    async fn ensure_isolated_network(&self, name: &str, labels: &HashMap<String, String>) -> Result<(), AgentError> {
+        match self.docker.inspect_network(name, None::<InspectNetworkOptions>).await {
             Ok(net) => return check_isolated(name, &net),
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(e.into()),
@@ -368,20 +281,12 @@ impl Driver for DockerDriver {
         };
         match self.docker.create_network(request).await {
             Ok(_) => {
-                tracing::info!(
-                    network = name,
-                    "created the isolated network for function containers"
-                );
+                tracing::info!(network = name, "created the isolated network for function containers");
                 Ok(())
             }
             // Another node on this host created it meanwhile: check theirs.
-            Err(BollardError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {
-                let net = self
-                    .docker
-                    .inspect_network(name, None::<InspectNetworkOptions>)
-                    .await?;
+            Err(BollardError::DockerResponseServerError { status_code: 409, .. }) => {
+                let net = self.docker.inspect_network(name, None::<InspectNetworkOptions>).await?;
                 check_isolated(name, &net)
             }
             Err(e) => Err(e.into()),
@@ -390,11 +295,7 @@ impl Driver for DockerDriver {
 
     async fn list_labelled(&self, key: &str, value: &str) -> Result<Vec<String>, AgentError> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{key}={value}")])]);
-        let opts = ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        };
+        let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
         let list = self.docker.list_containers(Some(opts)).await?;
         Ok(list.into_iter().filter_map(|c| c.id).collect())
     }
@@ -408,31 +309,16 @@ mod tests {
     #[test]
     fn image_references_are_parsed_like_fn() {
         let p = |i: &str| parse_image(i).unwrap();
-        assert_eq!(
-            p("hello"),
-            ("docker.io".into(), "hello".into(), "latest".into())
-        );
-        assert_eq!(
-            p("me/fn:0.1"),
-            ("docker.io".into(), "me/fn".into(), "0.1".into())
-        );
-        assert_eq!(
-            p("localhost:5000/fn"),
-            ("localhost:5000".into(), "fn".into(), "latest".into())
-        );
-        assert_eq!(
-            p("reg.io/a/b:v2"),
-            ("reg.io".into(), "a/b".into(), "v2".into())
-        );
+        assert_eq!(p("hello"), ("docker.io".into(), "hello".into(), "latest".into()));
+        assert_eq!(p("me/fn:0.1"), ("docker.io".into(), "me/fn".into(), "0.1".into()));
+        assert_eq!(p("localhost:5000/fn"), ("localhost:5000".into(), "fn".into(), "latest".into()));
+        assert_eq!(p("reg.io/a/b:v2"), ("reg.io".into(), "a/b".into(), "v2".into()));
         assert_eq!(parse_image("Bad Image"), None);
     }
 
     fn auths(hosts: &[&str]) -> String {
         let b64 = base64::engine::general_purpose::STANDARD.encode("user:secret");
-        let entries: Vec<String> = hosts
-            .iter()
-            .map(|h| format!(r#""{h}":{{"auth":"{b64}"}}"#))
-            .collect();
+        let entries: Vec<String> = hosts.iter().map(|h| format!(r#""{h}":{{"auth":"{b64}"}}"#)).collect();
         format!(r#"{{"auths":{{{}}}}}"#, entries.join(","))
     }
 
@@ -468,9 +354,6 @@ mod tests {
         assert!(credentials_for(&json, "evildocker.io").is_none());
         assert!(credentials_for(&json, "docker.io.evil.net").is_none());
         let json = auths(&["evildocker.io"]);
-        assert!(
-            credentials_for(&json, "docker.io").is_none(),
-            "a look-alike of the hub"
-        );
+        assert!(credentials_for(&json, "docker.io").is_none(), "a look-alike of the hub");
     }
 }

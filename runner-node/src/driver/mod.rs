@@ -109,14 +109,8 @@ pub trait Driver: Send + Sync + 'static {
     /// its containers off, creating it (with `labels`) if absent. An existing network of that name
     /// that lets containers reach each other is an error, never used. Drivers that cannot isolate
     /// containers fail here.
-    async fn ensure_isolated_network(
-        &self,
-        name: &str,
-        labels: &HashMap<String, String>,
-    ) -> Result<(), AgentError> {
+    async fn ensure_isolated_network(&self, name: &str, labels: &HashMap<String, String>) -> Result<(), AgentError> {
         let _ = labels;
-        Err(AgentError::Internal(format!(
-            "this driver cannot create the isolated network {name}"
-        )))
+        Err(AgentError::Internal(format!("this driver cannot create the isolated network {name}")))
     }
 }

@@ -20,8 +20,7 @@ pub fn respond(error: &(impl ErrorReply + ?Sized), shape: Shape) -> HttpResponse
     if let Some(secs) = error.retry_after() {
         resp.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
     }
-    resp.content_type(ERROR_CONTENT_TYPE)
-        .body(error.body(shape).to_string())
+    resp.content_type(ERROR_CONTENT_TYPE).body(error.body(shape).to_string())
 }
 
 /// `error`'s status for actix (500 should a status be out of range).
@@ -121,15 +120,9 @@ mod tests {
         let e = InvokeError::Enqueue(shared::Error::Unavailable("queue is down".into()));
         assert_eq!((e.status(), e.message().as_str()), (503, "queue is down"));
         let e = InvokeError::Agent(AgentError::Docker("socket gone".into()));
-        assert_eq!(
-            (e.status(), e.message().as_str()),
-            (500, "internal server error")
-        );
+        assert_eq!((e.status(), e.message().as_str()), (500, "internal server error"));
         let e: InvokeError = AgentError::RequestTooLarge.into();
-        assert_eq!(
-            (e.status(), e.message().as_str()),
-            (413, "Request content too large")
-        );
+        assert_eq!((e.status(), e.message().as_str()), (413, "Request content too large"));
     }
 
     #[test]
@@ -141,16 +134,12 @@ mod tests {
         for r in [api, agent, invoke] {
             assert_eq!(r.status(), 503);
             assert_eq!(r.headers().get("retry-after").unwrap(), "15");
-            assert_eq!(
-                r.headers().get("content-type").unwrap(),
-                "application/json; charset=utf-8"
-            );
+            assert_eq!(r.headers().get("content-type").unwrap(), "application/json; charset=utf-8");
             assert!(r.headers().get("fn-call-id").is_none());
             assert_eq!(body(r), r#"{"message":"Timed out - server too busy"}"#);
         }
         // Every 503 says when to retry, a failed enqueue too.
-        let r = InvokeError::Enqueue(shared::Error::Unavailable("queue is down".into()))
-            .render(Shape::V1, "C");
+        let r = InvokeError::Enqueue(shared::Error::Unavailable("queue is down".into())).render(Shape::V1, "C");
         assert_eq!(r.headers().get("retry-after").unwrap(), "15");
         assert_eq!(body(r), r#"{"error":{"message":"queue is down"}}"#);
         // Hidden causes stay hidden, whatever the type.

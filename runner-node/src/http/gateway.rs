@@ -46,11 +46,8 @@ pub fn response(resp: &CallResponse) -> (u16, HeaderMap) {
         if name == http::header::CONTENT_TYPE || n == "fn-call-id" {
             out.append(name.clone(), value.clone());
         } else if n == "fn-http-status" {
-            if let Some(s) = value
-                .to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<u16>().ok())
-                .filter(|s| (100..=999).contains(s))
+            if let Some(s) =
+                value.to_str().ok().and_then(|s| s.trim().parse::<u16>().ok()).filter(|s| (100..=999).contains(s))
             {
                 status = s;
             }
@@ -91,11 +88,7 @@ mod tests {
         h.insert("fn-http-status", "418".parse().unwrap());
         h.insert("fn-http-h-x-out", "yes".parse().unwrap());
         h.insert("x-dropped", "no".parse().unwrap());
-        let (status, out) = response(&CallResponse {
-            status: 200,
-            headers: h,
-            body: Bytes::new(),
-        });
+        let (status, out) = response(&CallResponse { status: 200, headers: h, body: Bytes::new() });
         assert_eq!(status, 418);
         assert_eq!(out["content-type"], "application/json");
         assert_eq!(out["x-out"], "yes");

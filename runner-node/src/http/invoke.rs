@@ -13,23 +13,14 @@ use super::{InvokeState, CALL_ID_HEADER};
 use crate::protocol::strip_hop_headers;
 
 /// Serves one `/invoke` request.
-pub(super) async fn handle(
-    req: HttpRequest,
-    payload: web::Payload,
-    st: web::Data<InvokeState>,
-) -> HttpResponse {
+pub(super) async fn handle(req: HttpRequest, payload: web::Payload, st: web::Data<InvokeState>) -> HttpResponse {
     let id = shared::id::new_id();
-    run(&req, payload, &st, &id)
-        .await
-        .unwrap_or_else(|e| e.render(Shape::V2, &id))
+    run(&req, payload, &st, &id).await.unwrap_or_else(|e| e.render(Shape::V2, &id))
 }
 
 /// Any method but POST.
 pub(super) async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    let e = shared::Error::MethodNotAllowed {
-        method: req.method().to_string(),
-        path: req.path().to_string(),
-    };
+    let e = shared::Error::MethodNotAllowed { method: req.method().to_string(), path: req.path().to_string() };
     InvokeError::Lookup(e).render(Shape::V2, "")
 }
 
@@ -41,11 +32,7 @@ async fn run(
 ) -> Result<HttpResponse, InvokeError> {
     let fn_id = req.match_info().get("fn_id").unwrap_or_default();
     let func = st.data.fn_by_id(fn_id).await.map_err(InvokeError::Lookup)?;
-    let app = st
-        .data
-        .app_by_id(&func.app_id)
-        .await
-        .map_err(InvokeError::Lookup)?;
+    let app = st.data.app_by_id(&func.app_id).await.map_err(InvokeError::Lookup)?;
     let detached = wants_detached(req);
     let incoming = Incoming::read(req, payload, id, st.limits.max_request_size).await?;
     let mut resp = HttpResponse::Ok();
@@ -53,10 +40,7 @@ async fn run(
 
     if detached {
         let queued = incoming.queued(&app.id, &func.id, "");
-        st.data
-            .enqueue(&queued)
-            .await
-            .map_err(InvokeError::Enqueue)?;
+        st.data.enqueue(&queued).await.map_err(InvokeError::Enqueue)?;
         return Ok(accepted(&mut resp, id));
     }
 

@@ -57,15 +57,8 @@ pub struct InvokeState {
 impl InvokeState {
     /// State with the limits of the agent's configuration (`FN_MAX_REQUEST_SIZE`).
     pub fn new(agent: Arc<Agent>, data: Arc<dyn DataAccess>) -> Self {
-        let limits = InvokeLimits {
-            max_request_size: agent.config().max_request_size,
-        };
-        InvokeState {
-            agent,
-            data,
-            limits,
-            runtime: tokio::runtime::Handle::try_current().ok(),
-        }
+        let limits = InvokeLimits { max_request_size: agent.config().max_request_size };
+        InvokeState { agent, data, limits, runtime: tokio::runtime::Handle::try_current().ok() }
     }
 
     /// Runs a call on [`Self::runtime`]. Dropping the future (the client went away) cancels
@@ -79,9 +72,7 @@ impl InvokeState {
         };
         let agent = self.agent.clone();
         let mut task = AbortOnDrop(rt.spawn(async move { agent.submit(spec).await }));
-        (&mut task.0)
-            .await
-            .unwrap_or_else(|e| Err(AgentError::Internal(format!("call task: {e}"))))
+        (&mut task.0).await.unwrap_or_else(|e| Err(AgentError::Internal(format!("call task: {e}"))))
     }
 }
 
@@ -111,9 +102,7 @@ const ANY: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 pub fn configure(cfg: &mut web::ServiceConfig, state: InvokeState) {
     let data = web::Data::new(state);
     cfg.service(
-        web::resource(["/r/{app}", "/r/{app}/{route:.*}"])
-            .app_data(data.clone())
-            .route(web::route().to(route::handle)),
+        web::resource(["/r/{app}", "/r/{app}/{route:.*}"]).app_data(data.clone()).route(web::route().to(route::handle)),
     );
     cfg.service(
         web::resource("/invoke/{fn_id}")
@@ -122,8 +111,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: InvokeState) {
             .default_service(web::to(invoke::method_not_allowed)),
     );
     cfg.service(
-        web::resource(["/t/{app}", "/t/{app}/{source:.*}"])
-            .app_data(data)
-            .route(web::route().to(trigger::handle)),
+        web::resource(["/t/{app}", "/t/{app}/{source:.*}"]).app_data(data).route(web::route().to(trigger::handle)),
     );
 }

@@ -21,9 +21,6 @@ impl CallRecorder for DataAccessRecorder {
     }
 
     async fn call_finished(&self, call: &Call, log: Bytes) -> Result<(), RecordError> {
-        Ok(self
-            .0
-            .call_finished(call, &String::from_utf8_lossy(&log))
-            .await?)
+        Ok(self.0.call_finished(call, &String::from_utf8_lossy(&log)).await?)
     }
 }

@@ -39,11 +39,8 @@ impl Incoming {
         id: &str,
         max_body: u64,
     ) -> Result<Incoming, InvokeError> {
-        let declared = req
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared =
+            req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if max_body > 0 && declared.is_some_and(|n| n > max_body) {
             return Err(InvokeError::RequestTooLarge);
         }
@@ -68,11 +65,7 @@ impl Incoming {
             }
         }
         strip_platform_headers(&mut headers);
-        let path = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
+        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
         Ok(Incoming {
             id: id.to_string(),
             method: req.method().to_string(),
@@ -132,8 +125,7 @@ fn merged_config(app: &App, own: &shared::Config) -> BTreeMap<String, String> {
 /// Annotations change the container (docs/fn-compatibility.md, "Agent"), so they are part of the key.
 fn annotation_keys(spec: &mut CallSpec, annotations: &shared::Annotations) {
     for (k, v) in annotations.as_map() {
-        spec.extra_key
-            .insert(format!("annotation.{k}"), v.to_string());
+        spec.extra_key.insert(format!("annotation.{k}"), v.to_string());
     }
 }
 
@@ -183,8 +175,7 @@ pub fn wants_detached(req: &HttpRequest) -> bool {
 
 /// The 202 answer to a queued call: `{"call_id":"..."}`.
 pub fn accepted(resp: &mut HttpResponseBuilder, call_id: &str) -> HttpResponse {
-    resp.status(actix_web::http::StatusCode::ACCEPTED)
-        .json(serde_json::json!({ "call_id": call_id }))
+    resp.status(actix_web::http::StatusCode::ACCEPTED).json(serde_json::json!({ "call_id": call_id }))
 }
 
 pub use shared::clean_path;

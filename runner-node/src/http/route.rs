@@ -17,15 +17,9 @@ use crate::protocol::strip_hop_headers;
 const CLOUDEVENT_TYPE: &str = "application/cloudevents+json";
 
 /// Serves one `/r/` request.
-pub(super) async fn handle(
-    req: HttpRequest,
-    payload: web::Payload,
-    st: web::Data<InvokeState>,
-) -> HttpResponse {
+pub(super) async fn handle(req: HttpRequest, payload: web::Payload, st: web::Data<InvokeState>) -> HttpResponse {
     let id = shared::id::new_id();
-    run(&req, payload, &st, &id)
-        .await
-        .unwrap_or_else(|e| e.render(Shape::V1, &id))
+    run(&req, payload, &st, &id).await.unwrap_or_else(|e| e.render(Shape::V1, &id))
 }
 
 async fn run(
@@ -36,16 +30,8 @@ async fn run(
 ) -> Result<HttpResponse, InvokeError> {
     let app_name = req.match_info().get("app").unwrap_or_default();
     let path = clean_path(req.match_info().get("route").unwrap_or_default());
-    let app = st
-        .data
-        .app_by_name(app_name)
-        .await
-        .map_err(InvokeError::Lookup)?;
-    let route = st
-        .data
-        .route(&app.id, &path)
-        .await
-        .map_err(InvokeError::Lookup)?;
+    let app = st.data.app_by_name(app_name).await.map_err(InvokeError::Lookup)?;
+    let route = st.data.route(&app.id, &path).await.map_err(InvokeError::Lookup)?;
     let incoming = Incoming::read(req, payload, id, st.limits.max_request_size).await?;
 
     let mut resp = HttpResponse::Ok();
@@ -58,10 +44,7 @@ async fn run(
 
     if route.route_type == RouteType::Async {
         let queued = incoming.queued(&app.id, "", &route.path);
-        st.data
-            .enqueue(&queued)
-            .await
-            .map_err(InvokeError::Enqueue)?;
+        st.data.enqueue(&queued).await.map_err(InvokeError::Enqueue)?;
         return Ok(accepted(&mut resp, id));
     }
 

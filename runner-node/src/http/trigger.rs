@@ -18,15 +18,9 @@ use super::{InvokeState, CALL_ID_HEADER};
 pub const ASYNC_ANNOTATION: &str = "fnrs.io/trigger/invokeType";
 
 /// Serves one `/t/` request.
-pub(super) async fn handle(
-    req: HttpRequest,
-    payload: web::Payload,
-    st: web::Data<InvokeState>,
-) -> HttpResponse {
+pub(super) async fn handle(req: HttpRequest, payload: web::Payload, st: web::Data<InvokeState>) -> HttpResponse {
     let id = shared::id::new_id();
-    run(&req, payload, &st, &id)
-        .await
-        .unwrap_or_else(|e| e.render(Shape::V2, &id))
+    run(&req, payload, &st, &id).await.unwrap_or_else(|e| e.render(Shape::V2, &id))
 }
 
 async fn run(
@@ -37,23 +31,11 @@ async fn run(
 ) -> Result<HttpResponse, InvokeError> {
     let app_name = req.match_info().get("app").unwrap_or_default();
     let source = format!("/{}", req.match_info().get("source").unwrap_or_default());
-    let app = st
-        .data
-        .app_by_name(app_name)
-        .await
-        .map_err(InvokeError::Lookup)?;
-    let trigger = st
-        .data
-        .trigger_by_source(&app.id, "http", &source)
-        .await
-        .map_err(InvokeError::Lookup)?;
-    let func = st
-        .data
-        .fn_by_id(&trigger.fn_id)
-        .await
-        .map_err(InvokeError::Lookup)?;
-    let detached = trigger.annotations.get(ASYNC_ANNOTATION).and_then(|v| v.as_str()) == Some("detached")
-        || wants_detached(req);
+    let app = st.data.app_by_name(app_name).await.map_err(InvokeError::Lookup)?;
+    let trigger = st.data.trigger_by_source(&app.id, "http", &source).await.map_err(InvokeError::Lookup)?;
+    let func = st.data.fn_by_id(&trigger.fn_id).await.map_err(InvokeError::Lookup)?;
+    let detached =
+        trigger.annotations.get(ASYNC_ANNOTATION).and_then(|v| v.as_str()) == Some("detached") || wants_detached(req);
     let mut incoming = Incoming::read(req, payload, id, st.limits.max_request_size).await?;
     incoming.headers = gateway::request_headers(&incoming.headers, &incoming.method, &incoming.url);
 

@@ -18,26 +18,15 @@ use crate::recorder::LogBuffer;
 /// Header names keep Go's canonical form (`FN_HEADER_Content-Type`), as Fn does.
 pub(crate) fn call_env(call: &CallSpec, deadline: DateTime<Utc>) -> Vec<String> {
     let mut env = vec![
-        format!(
-            "FN_DEADLINE={}",
-            deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        ),
+        format!("FN_DEADLINE={}", deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         format!("FN_METHOD={}", call.method),
         format!("FN_REQUEST_URL={}", call.url),
         format!("FN_CALL_ID={}", call.id),
     ];
     for name in call.headers.keys() {
-        let values: Vec<String> = call
-            .headers
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        env.push(format!(
-            "FN_HEADER_{}={}",
-            canonical_header(name.as_str()),
-            values.join(", ")
-        ));
+        let values: Vec<String> =
+            call.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+        env.push(format!("FN_HEADER_{}={}", canonical_header(name.as_str()), values.join(", ")));
     }
     env
 }
@@ -50,10 +39,7 @@ pub(crate) async fn exchange(
     max_body: u64,
     log: &mut LogBuffer,
 ) -> Result<Bytes, AgentError> {
-    let Attached {
-        mut stdin,
-        mut output,
-    } = attached;
+    let Attached { mut stdin, mut output } = attached;
     let writer = tokio::spawn(async move {
         // A function may exit without reading its input; a broken pipe is not an error then.
         let _ = stdin.write_all(&body).await;

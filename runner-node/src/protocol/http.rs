@@ -21,18 +21,11 @@ pub(crate) async fn dispatch(
 ) -> Outcome {
     let mut headers = call.headers.clone();
     strip_hop_headers(&mut headers);
-    let host = call
-        .url
-        .parse::<http::Uri>()
-        .ok()
-        .and_then(|u| u.host().map(str::to_string));
+    let host = call.url.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_string));
     // The platform's values replace any the request carried.
     let fn_headers = [
         ("host", host.unwrap_or_else(|| "localhost".into())),
-        (
-            "fn_deadline",
-            deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        ),
+        ("fn_deadline", deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         ("fn_method", call.method.clone()),
         ("fn_request_url", call.url.clone()),
         ("fn_call_id", call.id.clone()),
@@ -41,9 +34,7 @@ pub(crate) async fn dispatch(
     if let Err(e) = super::set_platform_headers(&mut headers, fn_headers) {
         return Outcome { result: Err(e), retire: false };
     }
-    let mut req = http::Request::builder()
-        .method(call.method.as_str())
-        .uri(call.url.as_str());
+    let mut req = http::Request::builder().method(call.method.as_str()).uri(call.url.as_str());
     // An unparsable URL leaves the builder in error (reported below), with no headers to set.
     if let Some(h) = req.headers_mut() {
         *h = headers;
@@ -51,12 +42,7 @@ pub(crate) async fn dispatch(
     let req = req.body(Full::new(call.body.clone()));
     let req = match req {
         Ok(r) => r,
-        Err(e) => {
-            return Outcome {
-                result: Err(AgentError::Internal(format!("bad request: {e}"))),
-                retire: false,
-            }
-        }
+        Err(e) => return Outcome { result: Err(AgentError::Internal(format!("bad request: {e}"))), retire: false },
     };
     if sender.ready().await.is_err() {
         return Outcome::fatal(AgentError::InvalidHttpResponse("connection closed".into()));
@@ -74,20 +60,11 @@ pub(crate) async fn dispatch(
             let mut headers = parts.headers;
             strip_hop_headers(&mut headers);
             if let Err(e) = check_status(parts.status.as_u16(), &headers) {
-                return Outcome {
-                    result: Err(e),
-                    retire: false,
-                };
+                return Outcome { result: Err(e), retire: false };
             }
-            Outcome::ok(CallResponse {
-                status: parts.status.as_u16(),
-                headers,
-                body,
-            })
+            Outcome::ok(CallResponse { status: parts.status.as_u16(), headers, body })
         }
-        Err(AgentError::ReceiveFailed) => {
-            Outcome::fatal(AgentError::InvalidHttpResponse("body".into()))
-        }
+        Err(AgentError::ReceiveFailed) => Outcome::fatal(AgentError::InvalidHttpResponse("body".into())),
         Err(e) => Outcome::fatal(e),
     }
 }

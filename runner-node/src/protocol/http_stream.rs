@@ -34,10 +34,7 @@ fn check_socket(dir: &Path) -> Result<Option<PathBuf>, AgentError> {
     };
     let target = if meta.file_type().is_symlink() {
         let link = std::fs::read_link(&path).map_err(|_| AgentError::ContainerInitFailed)?;
-        if link.is_absolute()
-            || link.components().count() != 1
-            || link.to_string_lossy().contains("..")
-        {
+        if link.is_absolute() || link.components().count() != 1 || link.to_string_lossy().contains("..") {
             tracing::warn!(link = %link.display(), "rejecting http-stream socket symlink");
             return Err(AgentError::ContainerInitFailed);
         }
@@ -133,10 +130,7 @@ pub(crate) async fn dispatch(
     let fn_headers = [
         ("host", "localhost".to_string()),
         ("fn-call-id", call.id.clone()),
-        (
-            "fn-deadline",
-            deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        ),
+        ("fn-deadline", deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
     ];
     if let Err(e) = super::set_platform_headers(&mut headers, fn_headers) {
         return Outcome { result: Err(e), retire: false };
@@ -146,12 +140,7 @@ pub(crate) async fn dispatch(
     let req = req.body(Full::new(call.body.clone()));
     let req = match req {
         Ok(r) => r,
-        Err(e) => {
-            return Outcome {
-                result: Err(AgentError::Internal(format!("bad request: {e}"))),
-                retire: false,
-            }
-        }
+        Err(e) => return Outcome { result: Err(AgentError::Internal(format!("bad request: {e}"))), retire: false },
     };
     if sender.ready().await.is_err() {
         return Outcome::fatal(AgentError::ReceiveFailed);
@@ -176,28 +165,15 @@ pub(crate) async fn dispatch(
             let mut headers = parts.headers;
             strip_hop_headers(&mut headers);
             if let Err(e) = check_status(200, &headers) {
-                return Outcome {
-                    result: Err(e),
-                    retire: false,
-                };
+                return Outcome { result: Err(e), retire: false };
             }
-            Outcome::ok(CallResponse {
-                status: 200,
-                headers,
-                body,
-            })
+            Outcome::ok(CallResponse { status: 200, headers, body })
         }
         // The function reported its own failure; the container is healthy.
-        502 => Outcome {
-            result: Err(AgentError::FunctionFailed),
-            retire: false,
-        },
+        502 => Outcome { result: Err(AgentError::FunctionFailed), retire: false },
         504 => Outcome::fatal(AgentError::Timeout),
         other => {
-            tracing::warn!(
-                status = other,
-                "http-stream function broke the response contract"
-            );
+            tracing::warn!(status = other, "http-stream function broke the response contract");
             Outcome::fatal(AgentError::InvalidFunctionResponse)
         }
     }
@@ -212,28 +188,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(check_socket(dir.path()).unwrap().is_none());
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join(SOCKET)).unwrap();
-        assert!(matches!(
-            check_socket(dir.path()),
-            Err(AgentError::ContainerInitFailed)
-        ));
+        assert!(matches!(check_socket(dir.path()), Err(AgentError::ContainerInitFailed)));
         std::fs::remove_file(dir.path().join(SOCKET)).unwrap();
         std::os::unix::fs::symlink("../x.sock", dir.path().join(SOCKET)).unwrap();
-        assert!(matches!(
-            check_socket(dir.path()),
-            Err(AgentError::ContainerInitFailed)
-        ));
+        assert!(matches!(check_socket(dir.path()), Err(AgentError::ContainerInitFailed)));
         std::fs::remove_file(dir.path().join(SOCKET)).unwrap();
         let _l = std::os::unix::net::UnixListener::bind(dir.path().join("phony.sock")).unwrap();
-        std::fs::set_permissions(
-            dir.path().join("phony.sock"),
-            std::fs::Permissions::from_mode(0o666),
-        )
-        .unwrap();
+        std::fs::set_permissions(dir.path().join("phony.sock"), std::fs::Permissions::from_mode(0o666)).unwrap();
         std::os::unix::fs::symlink("phony.sock", dir.path().join(SOCKET)).unwrap();
-        assert_eq!(
-            check_socket(dir.path()).unwrap(),
-            Some(dir.path().join("phony.sock"))
-        );
+        assert_eq!(check_socket(dir.path()).unwrap(), Some(dir.path().join("phony.sock")));
     }
 
     /// The race a container can run: the socket passes the check, then is swapped for a symlink
@@ -254,13 +217,7 @@ mod tests {
         // Swap.
         std::fs::remove_file(&sock).unwrap();
         std::os::unix::fs::symlink(&host_sock, &sock).unwrap();
-        assert!(
-            std::os::unix::net::UnixStream::connect(&checked).is_ok(),
-            "a plain connect would follow it"
-        );
-        assert!(matches!(
-            connect_no_follow(&checked),
-            Err(AgentError::ContainerInitFailed)
-        ));
+        assert!(std::os::unix::net::UnixStream::connect(&checked).is_ok(), "a plain connect would follow it");
+        assert!(matches!(connect_no_follow(&checked), Err(AgentError::ContainerInitFailed)));
     }
 }

@@ -112,12 +112,7 @@ struct ProtoOut {
 
 /// Sends one call and reads one object back. Protocol errors retire the container; bytes
 /// after the object (excess data) also retire it, but the call still succeeds (Fn's rule).
-pub(crate) async fn dispatch(
-    conn: &mut JsonConn,
-    call: &CallSpec,
-    deadline: DateTime<Utc>,
-    limits: Limits,
-) -> Outcome {
+pub(crate) async fn dispatch(conn: &mut JsonConn, call: &CallSpec, deadline: DateTime<Utc>, limits: Limits) -> Outcome {
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in &call.headers {
         headers
@@ -125,29 +120,18 @@ pub(crate) async fn dispatch(
             .or_default()
             .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
     }
-    let content_type = call
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = call.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     let input = JsonIn {
         call_id: &call.id,
         deadline: deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         body: String::from_utf8_lossy(&call.body).into_owned(),
         content_type,
-        protocol: ProtoIn {
-            typ: "http",
-            method: &call.method,
-            request_url: &call.url,
-            headers,
-        },
+        protocol: ProtoIn { typ: "http", method: &call.method, request_url: &call.url, headers },
     };
     let mut line = serde_json::to_vec(&input).expect("serialisable");
     line.push(b'\n');
     if conn.stdin.write_all(&line).await.is_err() || conn.stdin.flush().await.is_err() {
-        return Outcome::fatal(AgentError::InvalidJsonResponse(
-            "cannot write to function".into(),
-        ));
+        return Outcome::fatal(AgentError::InvalidJsonResponse("cannot write to function".into()));
     }
     // Find the end of the object as bytes arrive (each byte looked at once), then parse it once.
     let raw_limit = raw_limit(limits.max_body);
@@ -163,9 +147,7 @@ pub(crate) async fn dispatch(
         }
         match conn.stdout.recv().await {
             Some(chunk) => conn.buf.extend_from_slice(&chunk),
-            None => {
-                return Outcome::fatal(AgentError::InvalidJsonResponse("unexpected EOF".into()))
-            }
+            None => return Outcome::fatal(AgentError::InvalidJsonResponse("unexpected EOF".into())),
         }
     };
     let out: JsonOut = match serde_json::from_slice(&conn.buf[..end]) {
@@ -181,10 +163,9 @@ pub(crate) async fn dispatch(
     let mut resp_headers = http::HeaderMap::new();
     for (k, vals) in &out.protocol.headers {
         for v in vals {
-            if let (Ok(name), Ok(val)) = (
-                http::HeaderName::try_from(k.as_str()),
-                http::HeaderValue::try_from(v.as_str()),
-            ) {
+            if let (Ok(name), Ok(val)) =
+                (http::HeaderName::try_from(k.as_str()), http::HeaderValue::try_from(v.as_str()))
+            {
                 resp_headers.append(name, val);
             }
         }
@@ -194,25 +175,11 @@ pub(crate) async fn dispatch(
             resp_headers.insert(http::header::CONTENT_TYPE, v);
         }
     }
-    let status = if out.protocol.status_code == 0 {
-        200
-    } else {
-        out.protocol.status_code
-    };
+    let status = if out.protocol.status_code == 0 { 200 } else { out.protocol.status_code };
     if let Err(e) = super::check_status(status, &resp_headers) {
-        return Outcome {
-            result: Err(e),
-            retire: excess,
-        };
+        return Outcome { result: Err(e), retire: excess };
     }
-    Outcome {
-        result: Ok(CallResponse {
-            status,
-            headers: resp_headers,
-            body: Bytes::from(out.body),
-        }),
-        retire: excess,
-    }
+    Outcome { result: Ok(CallResponse { status, headers: resp_headers, body: Bytes::from(out.body) }), retire: excess }
 }
 
 #[cfg(test)]
@@ -224,18 +191,11 @@ mod tests {
         for c in chunks {
             tx.try_send(c).unwrap();
         }
-        JsonConn {
-            stdin: Box::pin(tokio::io::sink()),
-            stdout: rx,
-            buf: BytesMut::new(),
-        }
+        JsonConn { stdin: Box::pin(tokio::io::sink()), stdout: rx, buf: BytesMut::new() }
     }
 
     fn limits(max_body: u64) -> Limits {
-        Limits {
-            max_body,
-            max_headers: 0,
-        }
+        Limits { max_body, max_headers: 0 }
     }
 
     fn reply(body: &str) -> Vec<u8> {
@@ -267,14 +227,9 @@ mod tests {
         let out = dispatch(&mut c, &call, Utc::now(), limits(999)).await;
         assert!(matches!(out.result, Err(AgentError::ResponseTooLarge)));
         let mut c = conn(vec![Bytes::from(raw)]);
-        assert!(dispatch(&mut c, &call, Utc::now(), limits(1000))
-            .await
-            .result
-            .is_ok());
+        assert!(dispatch(&mut c, &call, Utc::now(), limits(1000)).await.result.is_ok());
         // Output far beyond the limit is refused before it is all buffered.
-        let flood: Vec<Bytes> = (0..100)
-            .map(|_| Bytes::from(vec![b' '; 64 * 1024]))
-            .collect();
+        let flood: Vec<Bytes> = (0..100).map(|_| Bytes::from(vec![b' '; 64 * 1024])).collect();
         let mut c = conn(flood);
         let out = dispatch(&mut c, &call, Utc::now(), limits(1000)).await;
         assert!(matches!(out.result, Err(AgentError::ResponseTooLarge)));

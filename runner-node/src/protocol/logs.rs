@@ -218,11 +218,7 @@ impl CallLogs {
     /// Appends output to the log of the call it belongs to, or to the debug log between calls.
     fn emit(&self, st: &mut State, stream: Stream, data: &[u8]) {
         let ss = &st.streams[stream as usize];
-        let seq = if ss.framed {
-            ss.target
-        } else {
-            st.calls.back().map(|c| c.seq)
-        };
+        let seq = if ss.framed { ss.target } else { st.calls.back().map(|c| c.seq) };
         match st.calls.iter_mut().find(|c| Some(c.seq) == seq) {
             Some(c) => {
                 c.got_output = true;
@@ -242,13 +238,7 @@ impl CallLogs {
     /// asked to frame, any stream until its first call is complete) must have shown this call's own
     /// frame before quiet counts: the frame is sure to come. Without frames, a container whose every
     /// call so far had output waits for some of this call's first.
-    pub async fn finish(
-        &self,
-        seq: u64,
-        answered: Instant,
-        quiet: Duration,
-        max: Duration,
-    ) -> Bytes {
+    pub async fn finish(&self, seq: u64, answered: Instant, quiet: Duration, max: Duration) -> Bytes {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -258,16 +248,11 @@ impl CallLogs {
                 let reached = |s: usize, after: bool| {
                     let ss = &st.streams[s];
                     !self.log_streams[s]
-                        || (ss.framed
-                            && ss
-                                .target
-                                .is_some_and(|t| if after { t > seq } else { t >= seq }))
+                        || (ss.framed && ss.target.is_some_and(|t| if after { t > seq } else { t >= seq }))
                 };
                 let passed = (0..2).all(|s| reached(s, true));
                 let expect_frame = self.frame_prefix.is_some()
-                    && (0..2).any(|s| {
-                        self.log_streams[s] && (st.streams[s].framed || !st.completed_one)
-                    });
+                    && (0..2).any(|s| self.log_streams[s] && (st.streams[s].framed || !st.completed_one));
                 // Without frames, a container whose every call had output has this call's on the way.
                 let own_frame = if expect_frame {
                     (0..2).all(|s| reached(s, false))
@@ -276,8 +261,7 @@ impl CallLogs {
                 };
                 let now = Instant::now();
                 let last = st.last_output.map_or(answered, |l| l.max(answered));
-                if st.ended || passed || (own_frame && now >= last + quiet) || now >= answered + max
-                {
+                if st.ended || passed || (own_frame && now >= last + quiet) || now >= answered + max {
                     break;
                 }
                 if own_frame {
@@ -358,18 +342,9 @@ mod tests {
         logs.write(Stream::Stderr, b"A late\n\nfn_call_id=B\nB one\nB partial");
         logs.write(Stream::Stdout, b"\nfn_call_id=B\n");
         let t = Instant::now();
-        assert_eq!(
-            text(logs.finish(a, t, Duration::from_secs(60), MAX).await),
-            "A one\nA out\nA late\n"
-        );
-        assert!(
-            t.elapsed() < Duration::from_secs(1),
-            "a later frame completes the log at once"
-        );
-        assert_eq!(
-            text(logs.finish(b, Instant::now(), Q, MAX).await),
-            "B one\nB partial"
-        );
+        assert_eq!(text(logs.finish(a, t, Duration::from_secs(60), MAX).await), "A one\nA out\nA late\n");
+        assert!(t.elapsed() < Duration::from_secs(1), "a later frame completes the log at once");
+        assert_eq!(text(logs.finish(b, Instant::now(), Q, MAX).await), "B one\nB partial");
     }
 
     #[tokio::test]
@@ -400,19 +375,10 @@ mod tests {
             tokio::time::sleep(Q * 3).await;
             late.write(Stream::Stderr, b"D late\n");
         });
-        assert_eq!(
-            text(logs.finish(d, Instant::now(), Q, MAX).await),
-            "D late\n"
-        );
+        assert_eq!(text(logs.finish(d, Instant::now(), Q, MAX).await), "D late\n");
         let c = logs.open("C");
         logs.end();
-        assert_eq!(
-            text(
-                logs.finish(c, Instant::now(), Duration::from_secs(60), MAX)
-                    .await
-            ),
-            ""
-        );
+        assert_eq!(text(logs.finish(c, Instant::now(), Duration::from_secs(60), MAX).await), "");
     }
 
     #[tokio::test]
@@ -423,19 +389,10 @@ mod tests {
         assert_eq!(text(logs.finish(a, Instant::now(), Q, MAX).await), "A\n");
         let b = logs.open("B");
         // B's log is given up before its output arrives (a relay slower than the bound)...
-        assert_eq!(
-            text(
-                logs.finish(b, Instant::now(), Q, Duration::from_millis(50))
-                    .await
-            ),
-            ""
-        );
+        assert_eq!(text(logs.finish(b, Instant::now(), Q, Duration::from_millis(50)).await), "");
         let c = logs.open("C");
         // ...its lines then go nowhere, never to C.
-        logs.write(
-            Stream::Stderr,
-            b"\nfn_call_id=B\nB late\n\nfn_call_id=C\nC\n",
-        );
+        logs.write(Stream::Stderr, b"\nfn_call_id=B\nB late\n\nfn_call_id=C\nC\n");
         assert_eq!(text(logs.finish(c, Instant::now(), Q, MAX).await), "C\n");
     }
 

@@ -54,16 +54,10 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     pub fn ok(resp: CallResponse) -> Self {
-        Outcome {
-            result: Ok(resp),
-            retire: false,
-        }
+        Outcome { result: Ok(resp), retire: false }
     }
     pub fn fatal(e: AgentError) -> Self {
-        Outcome {
-            result: Err(e),
-            retire: true,
-        }
+        Outcome { result: Err(e), retire: true }
     }
 }
 
@@ -127,12 +121,10 @@ pub(crate) fn set_platform_headers<const N: usize>(
 /// (1xx, 600+, garbage) is the function breaking its contract, answered with 502.
 pub(crate) fn check_status(status: u16, headers: &::http::HeaderMap) -> Result<(), AgentError> {
     let valid = |s: u16| (200..=599).contains(&s);
-    let gateway_ok = headers.get_all("fn-http-status").iter().all(|v| {
-        v.to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u16>().ok())
-            .is_some_and(valid)
-    });
+    let gateway_ok = headers
+        .get_all("fn-http-status")
+        .iter()
+        .all(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u16>().ok()).is_some_and(valid));
     if valid(status) && gateway_ok {
         Ok(())
     } else {
@@ -143,9 +135,7 @@ pub(crate) fn check_status(status: u16, headers: &::http::HeaderMap) -> Result<(
 
 /// Size of a header block as it would be on the wire.
 pub(crate) fn header_size(h: &::http::HeaderMap) -> u64 {
-    h.iter()
-        .map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64)
-        .sum()
+    h.iter().map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64).sum()
 }
 
 /// Reads a response body, failing with "too large" past `limit` (0 = unlimited).
@@ -169,11 +159,7 @@ pub(crate) fn canonical_header(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut upper = true;
     for c in name.chars() {
-        out.push(if upper {
-            c.to_ascii_uppercase()
-        } else {
-            c.to_ascii_lowercase()
-        });
+        out.push(if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
         upper = c == '-';
     }
     out
@@ -188,11 +174,7 @@ pub(crate) struct StdioIo {
 }
 
 impl AsyncRead for StdioIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         loop {
             if !self.pending.is_empty() {
                 let n = self.pending.len().min(buf.remaining());
@@ -210,11 +192,7 @@ impl AsyncRead for StdioIo {
 }
 
 impl AsyncWrite for StdioIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         self.stdin.as_mut().poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -260,12 +238,7 @@ mod tests {
         for bad in [0, 100, 199, 600, 999] {
             assert!(check_status(bad, &none).is_err(), "{bad}");
         }
-        for (gw, ok) in [
-            ("418", true),
-            ("150", false),
-            ("700", false),
-            ("teapot", false),
-        ] {
+        for (gw, ok) in [("418", true), ("150", false), ("700", false), ("teapot", false)] {
             let mut h = ::http::HeaderMap::new();
             h.insert("fn-http-status", gw.parse().unwrap());
             assert_eq!(check_status(200, &h).is_ok(), ok, "{gw}");
@@ -275,17 +248,8 @@ mod tests {
     #[test]
     fn strips_platform_headers() {
         let mut h = ::http::HeaderMap::new();
-        for name in [
-            "Fn-Call-Id",
-            "fn-deadline",
-            "Fn-Intent",
-            "Fn_call_id",
-            "Fn-Http-Method",
-        ] {
-            h.insert(
-                ::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                "forged".parse().unwrap(),
-            );
+        for name in ["Fn-Call-Id", "fn-deadline", "Fn-Intent", "Fn_call_id", "Fn-Http-Method"] {
+            h.insert(::http::HeaderName::from_bytes(name.as_bytes()).unwrap(), "forged".parse().unwrap());
         }
         h.insert("fn-invoke-type", "detached".parse().unwrap());
         h.insert("fn-http-h-x", "kept".parse().unwrap());

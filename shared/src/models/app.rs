@@ -156,7 +156,8 @@ mod tests {
 
     #[test]
     fn update_merges_and_bumps_only_on_change() {
-        let app = App::new(input(json!({"name": "a", "config": {"A": "1", "B": "2"}, "syslog_url": "udp://x:1"}))).unwrap();
+        let app =
+            App::new(input(json!({"name": "a", "config": {"A": "1", "B": "2"}, "syslog_url": "udp://x:1"}))).unwrap();
         let same = app.apply(input(json!({"name": "a", "config": {"A": "1"}}))).unwrap();
         assert_eq!(same, app);
         std::thread::sleep(std::time::Duration::from_millis(2));

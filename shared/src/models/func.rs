@@ -227,7 +227,10 @@ mod tests {
             assert!(e.message().starts_with("Invalid image"), "{image}: {}", e.message());
         }
         assert_eq!(bad(json!({"name": "f", "app_id": "A", "image": "i", "timeout": 301})), Error::FnInvalidTimeout);
-        assert_eq!(bad(json!({"name": "f", "app_id": "A", "image": "i", "idle_timeout": -5})), Error::FnInvalidIdleTimeout);
+        assert_eq!(
+            bad(json!({"name": "f", "app_id": "A", "image": "i", "idle_timeout": -5})),
+            Error::FnInvalidIdleTimeout
+        );
         assert_eq!(bad(json!({"name": "f", "app_id": "A", "image": "i", "memory": 9000})), Error::InvalidMemory);
         assert_eq!(bad(json!({"name": "f", "app_id": "A", "image": "i", "format": "x"})), Error::FnInvalidFormat);
         assert_eq!(bad(json!({"id": "x", "name": "f", "app_id": "A", "image": "i"})), Error::FnIdProvided);

@@ -58,9 +58,7 @@ impl ImageRef {
             return None;
         }
         let (registry, path) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
+            Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
                 if !valid_domain(first) {
                     return None;
                 }
@@ -99,15 +97,10 @@ pub fn is_valid_image(image: &str) -> bool {
 /// path dropped, lowercased, and Docker Hub's aliases folded into [`DOCKER_HUB`].
 pub fn normalize_registry(host: &str) -> String {
     let h = host.trim();
-    let h = h
-        .strip_prefix("https://")
-        .or_else(|| h.strip_prefix("http://"))
-        .unwrap_or(h);
+    let h = h.strip_prefix("https://").or_else(|| h.strip_prefix("http://")).unwrap_or(h);
     let h = h.split('/').next().unwrap_or(h).to_ascii_lowercase();
     match h.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            DOCKER_HUB.to_string()
-        }
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => DOCKER_HUB.to_string(),
         _ => h,
     }
 }
@@ -176,8 +169,7 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
+        && b.iter().all(|x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
 }
 
 fn valid_digest(d: &str) -> bool {
@@ -198,18 +190,12 @@ mod tests {
     #[test]
     fn valid_references_parse_into_their_parts() {
         let r = ImageRef::parse("hello").unwrap();
-        assert_eq!(
-            (r.registry.as_str(), r.repository.as_str(), r.tag, r.digest),
-            ("docker.io", "hello", None, None)
-        );
+        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag, r.digest), ("docker.io", "hello", None, None));
         let r = ImageRef::parse("localhost:5000/team/fn_x-1:v1.2").unwrap();
         assert_eq!(r.registry, "localhost:5000");
         assert_eq!(r.repository, "team/fn_x-1");
         assert_eq!(r.tag.as_deref(), Some("v1.2"));
-        assert_eq!(
-            r.name("localhost:5000/team/fn_x-1:v1.2"),
-            "localhost:5000/team/fn_x-1"
-        );
+        assert_eq!(r.name("localhost:5000/team/fn_x-1:v1.2"), "localhost:5000/team/fn_x-1");
         let digest = format!("sha256:{}", "a".repeat(64));
         let image = format!("reg.example.com/a/b:1@{digest}");
         let r = ImageRef::parse(&image).unwrap();
@@ -258,18 +244,9 @@ mod tests {
 
     #[test]
     fn registries_are_compared_by_exact_host_with_hub_aliases_folded() {
-        assert_eq!(
-            normalize_registry("https://index.docker.io/v1/"),
-            "docker.io"
-        );
+        assert_eq!(normalize_registry("https://index.docker.io/v1/"), "docker.io");
         assert_eq!(normalize_registry("registry-1.docker.io"), "docker.io");
-        assert_eq!(
-            normalize_registry("Registry.Example.com:5000"),
-            "registry.example.com:5000"
-        );
-        assert_eq!(
-            normalize_registry("http://registry.example.com/path"),
-            "registry.example.com"
-        );
+        assert_eq!(normalize_registry("Registry.Example.com:5000"), "registry.example.com:5000");
+        assert_eq!(normalize_registry("http://registry.example.com/path"), "registry.example.com");
     }
 }

@@ -52,7 +52,11 @@ impl<'de> Deserialize<'de> for Headers {
 }
 
 /// Fn's merge of a map update: each patched key is set, or removed when `deletes` says its value means so.
-fn merge<V: Clone>(base: &BTreeMap<String, V>, patch: &BTreeMap<String, V>, deletes: fn(&V) -> bool) -> BTreeMap<String, V> {
+fn merge<V: Clone>(
+    base: &BTreeMap<String, V>,
+    patch: &BTreeMap<String, V>,
+    deletes: fn(&V) -> bool,
+) -> BTreeMap<String, V> {
     let mut out = base.clone();
     for (k, v) in patch {
         if deletes(v) {

@@ -218,7 +218,8 @@ mod tests {
 
     #[test]
     fn update() {
-        let t = Trigger::new(input(json!({"name": "t", "app_id": "A", "fn_id": "F", "type": "http", "source": "/s"}))).unwrap();
+        let t = Trigger::new(input(json!({"name": "t", "app_id": "A", "fn_id": "F", "type": "http", "source": "/s"})))
+            .unwrap();
         let u = t.apply(input(json!({"name": "u", "source": "/v", "annotations": {"k": 1}}))).unwrap();
         assert_eq!((u.name.as_str(), u.source.as_str()), ("u", "/v"));
         assert_eq!(t.apply(input(json!({"app_id": "B"}))).unwrap_err(), Error::TriggerAppImmutable);

@@ -34,10 +34,7 @@ pub struct Request {
 impl Request {
     /// First header value with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -55,11 +52,7 @@ pub struct Response {
 impl Response {
     /// 200 with a body.
     pub fn ok(body: impl Into<Vec<u8>>) -> Self {
-        Response {
-            status: 200,
-            headers: Vec::new(),
-            body: body.into(),
-        }
+        Response { status: 200, headers: Vec::new(), body: body.into() }
     }
 
     /// Adds a header.
@@ -88,10 +81,7 @@ impl Response {
 /// `FDK_ABSOLUTE_SYMLINK` exposes it through an absolute symlink (which the agent refuses),
 /// `FDK_NO_LOGFRAME` turns log framing off (a function on an FDK that does not frame).
 pub fn run<F: FnMut(&Request) -> Response + Send + 'static>(mut handler: F) {
-    if let Some(ms) = std::env::var("FDK_START_DELAY_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(ms) = std::env::var("FDK_START_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     let result = if let Ok(listener) = std::env::var("FN_LISTENER") {
@@ -114,10 +104,7 @@ fn log_frame(req: &Request, stdout: bool) {
     if std::env::var_os("FDK_NO_LOGFRAME").is_some() {
         return;
     }
-    let (Ok(name), Ok(hdr)) = (
-        std::env::var("FN_LOGFRAME_NAME"),
-        std::env::var("FN_LOGFRAME_HDR"),
-    ) else {
+    let (Ok(name), Ok(hdr)) = (std::env::var("FN_LOGFRAME_NAME"), std::env::var("FN_LOGFRAME_HDR")) else {
         return;
     };
     // The stdio formats carry the call id in their own field (json) or header (`Fn_call_id`).
@@ -147,9 +134,8 @@ fn call<F: FnMut(&Request) -> Response>(handler: &mut F, req: &Request) -> Optio
 fn run_default<F: FnMut(&Request) -> Response>(handler: &mut F) -> io::Result<()> {
     let mut body = Vec::new();
     io::stdin().read_to_end(&mut body)?;
-    let headers = std::env::vars()
-        .filter_map(|(k, v)| k.strip_prefix("FN_HEADER_").map(|n| (n.to_string(), v)))
-        .collect();
+    let headers =
+        std::env::vars().filter_map(|(k, v)| k.strip_prefix("FN_HEADER_").map(|n| (n.to_string(), v))).collect();
     let req = Request {
         method: std::env::var("FN_METHOD").unwrap_or_default(),
         url: std::env::var("FN_REQUEST_URL").unwrap_or_default(),
@@ -168,19 +154,10 @@ fn run_http_stdio<F: FnMut(&Request) -> Response>(handler: &mut F) -> io::Result
     let mut input = BufReader::new(io::stdin().lock());
     let mut out = io::stdout().lock();
     while let Some(mut req) = read_request(&mut input)? {
-        req.call_id = req
-            .header("Fn_call_id")
-            .or(req.header("Fn-Call-Id"))
-            .unwrap_or("")
-            .to_string();
-        req.deadline = req
-            .header("Fn_deadline")
-            .or(req.header("Fn-Deadline"))
-            .unwrap_or("")
-            .to_string();
+        req.call_id = req.header("Fn_call_id").or(req.header("Fn-Call-Id")).unwrap_or("").to_string();
+        req.deadline = req.header("Fn_deadline").or(req.header("Fn-Deadline")).unwrap_or("").to_string();
         log_frame(&req, false);
-        let resp =
-            call(handler, &req).unwrap_or_else(|| Response::ok("function failed").status(500));
+        let resp = call(handler, &req).unwrap_or_else(|| Response::ok("function failed").status(500));
         write_response(&mut out, resp.status, &resp.headers, &resp.body)?;
     }
     Ok(())
@@ -214,8 +191,7 @@ fn run_json<F: FnMut(&Request) -> Response>(handler: &mut F) -> io::Result<()> {
             deadline: s(&v["deadline"]),
         };
         log_frame(&req, false);
-        let resp =
-            call(handler, &req).unwrap_or_else(|| Response::ok("function failed").status(500));
+        let resp = call(handler, &req).unwrap_or_else(|| Response::ok("function failed").status(500));
         let mut hdrs = serde_json::Map::new();
         for (k, val) in &resp.headers {
             hdrs.entry(k.clone())
@@ -241,17 +217,12 @@ fn run_json<F: FnMut(&Request) -> Response>(handler: &mut F) -> io::Result<()> {
     Ok(())
 }
 
-fn run_http_stream<F: FnMut(&Request) -> Response + Send + 'static>(
-    listener: &str,
-    handler: F,
-) -> io::Result<()> {
+fn run_http_stream<F: FnMut(&Request) -> Response + Send + 'static>(listener: &str, handler: F) -> io::Result<()> {
     let path = listener
         .strip_prefix("unix:")
         .ok_or_else(|| io::Error::other(format!("unsupported FN_LISTENER {listener}")))?;
     let path = std::path::Path::new(path);
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other("listener path has no directory"))?;
+    let dir = path.parent().ok_or_else(|| io::Error::other("listener path has no directory"))?;
     // Like the real FDKs: bind a phony name, open it up, then atomically expose it through a
     // relative symlink, so the agent never sees a half-initialised socket.
     let phony_name = format!("phony{}.sock", std::process::id());
@@ -289,9 +260,7 @@ fn serve_connection<F: FnMut(&Request) -> Response>(
         req.call_id = req.header("Fn-Call-Id").unwrap_or("").to_string();
         req.deadline = req.header("Fn-Deadline").unwrap_or("").to_string();
         log_frame(&req, true);
-        let gateway = req
-            .header("Fn-Intent")
-            .is_some_and(|v| v.eq_ignore_ascii_case("httprequest"));
+        let gateway = req.header("Fn-Intent").is_some_and(|v| v.eq_ignore_ascii_case("httprequest"));
         if gateway {
             unwrap_gateway_request(&mut req);
         }
@@ -301,11 +270,7 @@ fn serve_connection<F: FnMut(&Request) -> Response>(
         };
         match resp {
             Some(resp) => {
-                let mut headers = if gateway {
-                    wrap_gateway_headers(resp.headers)
-                } else {
-                    resp.headers
-                };
+                let mut headers = if gateway { wrap_gateway_headers(resp.headers) } else { resp.headers };
                 headers.push(("Fn-Http-Status".into(), resp.status.to_string()));
                 write_response(&mut out, 200, &headers, &resp.body)?;
             }
@@ -331,9 +296,7 @@ fn unwrap_gateway_request(req: &mut Request) {
                 return Some((k, v));
             }
             let lower = k.to_ascii_lowercase();
-            lower
-                .strip_prefix("fn-http-h-")
-                .map(|_| (k["Fn-Http-H-".len()..].to_string(), v))
+            lower.strip_prefix("fn-http-h-").map(|_| (k["Fn-Http-H-".len()..].to_string(), v))
         })
         .collect();
 }
@@ -342,13 +305,7 @@ fn unwrap_gateway_request(req: &mut Request) {
 fn wrap_gateway_headers(headers: Vec<(String, String)>) -> Vec<(String, String)> {
     headers
         .into_iter()
-        .map(|(k, v)| {
-            if k.eq_ignore_ascii_case("content-type") {
-                (k, v)
-            } else {
-                (format!("Fn-Http-H-{k}"), v)
-            }
-        })
+        .map(|(k, v)| if k.eq_ignore_ascii_case("content-type") { (k, v) } else { (format!("Fn-Http-H-{k}"), v) })
         .collect()
 }
 
@@ -390,19 +347,15 @@ fn read_request<R: BufRead>(input: &mut R) -> io::Result<Option<Request>> {
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let find = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| v.clone())
-    };
+    let find =
+        |n: &str| headers.iter().find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
     let mut body = Vec::new();
     if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
             line.clear();
             read_text_line(input, &mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
-                .map_err(io::Error::other)?;
+            let size =
+                usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16).map_err(io::Error::other)?;
             if size == 0 {
                 line.clear();
                 read_text_line(input, &mut line)?;
@@ -419,21 +372,10 @@ fn read_request<R: BufRead>(input: &mut R) -> io::Result<Option<Request>> {
         body.resize(len, 0);
         input.read_exact(&mut body)?;
     }
-    Ok(Some(Request {
-        method,
-        url,
-        headers,
-        body,
-        ..Default::default()
-    }))
+    Ok(Some(Request { method, url, headers, body, ..Default::default() }))
 }
 
-fn write_response<W: Write>(
-    out: &mut W,
-    status: u16,
-    headers: &[(String, String)],
-    body: &[u8],
-) -> io::Result<()> {
+fn write_response<W: Write>(out: &mut W, status: u16, headers: &[(String, String)], body: &[u8]) -> io::Result<()> {
     let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -486,16 +428,10 @@ mod tests {
             ..Default::default()
         };
         unwrap_gateway_request(&mut req);
-        assert_eq!(
-            (req.method.as_str(), req.url.as_str()),
-            ("GET", "http://h/t/a/b")
-        );
+        assert_eq!((req.method.as_str(), req.url.as_str()), ("GET", "http://h/t/a/b"));
         assert_eq!(req.header("X-Thing"), Some("1"));
         assert_eq!(req.headers.len(), 2);
-        let out = wrap_gateway_headers(vec![
-            ("Content-Type".into(), "a/b".into()),
-            ("X-Out".into(), "y".into()),
-        ]);
+        let out = wrap_gateway_headers(vec![("Content-Type".into(), "a/b".into()), ("X-Out".into(), "y".into())]);
         assert_eq!(out[1].0, "Fn-Http-H-X-Out");
         assert_eq!(out[0].0, "Content-Type");
     }

@@ -4,6 +4,5 @@
 //! and package them with `runner_node::testing` (feature `testing`).
 
 /// Names of the binaries in this package; each becomes an image `fn-test-<name>`.
-pub const FUNCTIONS: &[&str] = &[
-    "echo", "envdump", "sleep", "crash", "oom", "huge", "forkbomb", "failn", "hello", "netprobe", "logtag",
-];
+pub const FUNCTIONS: &[&str] =
+    &["echo", "envdump", "sleep", "crash", "oom", "huge", "forkbomb", "failn", "hello", "netprobe", "logtag"];

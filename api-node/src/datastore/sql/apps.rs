@@ -47,12 +47,14 @@ impl AppStore for SqlStore {
     async fn update_app(&self, id: &str, patch: AppInput) -> StoreResult<App> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
-        let select = self.sql(&format!("SELECT {APP_COLUMNS} FROM apps WHERE id = ?{}", self.for_update())).into_owned();
+        let select =
+            self.sql(&format!("SELECT {APP_COLUMNS} FROM apps WHERE id = ?{}", self.for_update())).into_owned();
         let row = sqlx::query(&select).bind(id).fetch_optional(&mut *tx).await?;
         let current = row.as_ref().map(rows::app).transpose()?.ok_or(Error::AppNotFound)?;
         let next = current.apply(patch)?;
         if next != current {
-            let update = self.sql("UPDATE apps SET config = ?, annotations = ?, syslog_url = ?, updated_at = ? WHERE id = ?");
+            let update =
+                self.sql("UPDATE apps SET config = ?, annotations = ?, syslog_url = ?, updated_at = ? WHERE id = ?");
             sqlx::query(&update)
                 .bind(to_json(&next.config))
                 .bind(to_json(&next.annotations))

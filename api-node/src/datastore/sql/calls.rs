@@ -10,8 +10,18 @@ use crate::datastore::{CallFilter, LogStore, Page, StoreResult};
 
 /// Columns a call is written with, in the order [`SqlStore::write_call`] binds them.
 const CALL_WRITE_COLUMNS: [&str; 12] = [
-    "id", "app_id", "fn_id", "path", "status", "created_at", "started_at", "completed_at", "error", "stats",
-    "attempts", "dead_letter",
+    "id",
+    "app_id",
+    "fn_id",
+    "path",
+    "status",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "error",
+    "stats",
+    "attempts",
+    "dead_letter",
 ];
 
 impl SqlStore {

@@ -63,7 +63,9 @@ impl FromStr for DbUrl {
 /// `user:pass@tcp(host:port)/db` → `user:pass@host:port/db`.
 fn unwrap_go_tcp(rest: &str) -> String {
     match (rest.find("tcp("), rest.find(')')) {
-        (Some(start), Some(end)) if start < end => format!("{}{}{}", &rest[..start], &rest[start + 4..end], &rest[end + 1..]),
+        (Some(start), Some(end)) if start < end => {
+            format!("{}{}{}", &rest[..start], &rest[start + 4..end], &rest[end + 1..])
+        }
         _ => rest.to_string(),
     }
 }

@@ -91,7 +91,10 @@ impl Dialect {
             Dialect::Mysql => {
                 format!("INSERT INTO {table} ({cols}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {}", updates.join(", "))
             }
-            _ => format!("INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {}", updates.join(", ")),
+            _ => format!(
+                "INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {}",
+                updates.join(", ")
+            ),
         }
     }
 }

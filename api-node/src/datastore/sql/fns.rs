@@ -18,7 +18,9 @@ impl FnStore for SqlStore {
         if sqlx::query(&check).bind(&f.app_id).fetch_optional(&mut *tx).await?.is_none() {
             return Err(Error::AppNotFound.into());
         }
-        let sql = self.sql(&format!("INSERT INTO fns ({FN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).into_owned();
+        let sql = self
+            .sql(&format!("INSERT INTO fns ({FN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+            .into_owned();
         let result = sqlx::query(&sql)
             .bind(&f.id)
             .bind(&f.name)

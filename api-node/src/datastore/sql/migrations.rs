@@ -38,11 +38,12 @@ fn logs_as_bytes(dialect: Dialect) -> &'static [&'static str] {
     }
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "apps, routes, fns, triggers, calls and logs",
-    statements: &[
-        "CREATE TABLE IF NOT EXISTS apps (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "apps, routes, fns, triggers, calls and logs",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS apps (
             id {key} NOT NULL PRIMARY KEY,
             name {name} NOT NULL,
             config {text} NOT NULL,
@@ -52,7 +53,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             updated_at {key} NOT NULL,
             CONSTRAINT uq_apps_name UNIQUE (name)
         ){table}",
-        "CREATE TABLE IF NOT EXISTS routes (
+            "CREATE TABLE IF NOT EXISTS routes (
             app_id {key} NOT NULL,
             path {name} NOT NULL,
             image {text} NOT NULL,
@@ -70,7 +71,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             updated_at {key} NOT NULL,
             PRIMARY KEY (app_id, path)
         ){table}",
-        "CREATE TABLE IF NOT EXISTS fns (
+            "CREATE TABLE IF NOT EXISTS fns (
             id {key} NOT NULL PRIMARY KEY,
             name {name} NOT NULL,
             app_id {key} NOT NULL,
@@ -85,7 +86,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             updated_at {key} NOT NULL,
             CONSTRAINT uq_fns_name UNIQUE (app_id, name)
         ){table}",
-        "CREATE TABLE IF NOT EXISTS triggers (
+            "CREATE TABLE IF NOT EXISTS triggers (
             id {key} NOT NULL PRIMARY KEY,
             name {name} NOT NULL,
             app_id {key} NOT NULL,
@@ -98,7 +99,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             CONSTRAINT uq_triggers_name UNIQUE (app_id, fn_id, name),
             CONSTRAINT uq_triggers_source UNIQUE (app_id, type, source)
         ){table}",
-        "CREATE TABLE IF NOT EXISTS calls (
+            "CREATE TABLE IF NOT EXISTS calls (
             id {key} NOT NULL PRIMARY KEY,
             app_id {key} NOT NULL,
             fn_id {key} NOT NULL,
@@ -110,32 +111,35 @@ const MIGRATIONS: &[Migration] = &[Migration {
             error {text} NOT NULL,
             stats {text} NOT NULL
         ){table}",
-        "CREATE INDEX ix_calls_app ON calls (app_id, id)",
-        "CREATE INDEX ix_calls_fn ON calls (fn_id, id)",
-        "CREATE TABLE IF NOT EXISTS logs (
+            "CREATE INDEX ix_calls_app ON calls (app_id, id)",
+            "CREATE INDEX ix_calls_fn ON calls (fn_id, id)",
+            "CREATE TABLE IF NOT EXISTS logs (
             id {key} NOT NULL PRIMARY KEY,
             app_id {key} NOT NULL,
             log {text} NOT NULL
         ){table}",
-        "CREATE INDEX ix_logs_app ON logs (app_id)",
-        "CREATE INDEX ix_fns_app ON fns (app_id)",
-        "CREATE INDEX ix_triggers_fn ON triggers (fn_id)",
-    ],
-    engine_statements: none,
-}, Migration {
-    version: 2,
-    description: "attempts and dead-letter flag of async calls",
-    statements: &[
-        "ALTER TABLE calls ADD COLUMN attempts {text} NULL",
-        "ALTER TABLE calls ADD COLUMN dead_letter {int} NOT NULL DEFAULT 0",
-    ],
-    engine_statements: none,
-}, Migration {
-    version: 3,
-    description: "logs stored as bytes, so NUL and any byte are kept",
-    statements: &[],
-    engine_statements: logs_as_bytes,
-}];
+            "CREATE INDEX ix_logs_app ON logs (app_id)",
+            "CREATE INDEX ix_fns_app ON fns (app_id)",
+            "CREATE INDEX ix_triggers_fn ON triggers (fn_id)",
+        ],
+        engine_statements: none,
+    },
+    Migration {
+        version: 2,
+        description: "attempts and dead-letter flag of async calls",
+        statements: &[
+            "ALTER TABLE calls ADD COLUMN attempts {text} NULL",
+            "ALTER TABLE calls ADD COLUMN dead_letter {int} NOT NULL DEFAULT 0",
+        ],
+        engine_statements: none,
+    },
+    Migration {
+        version: 3,
+        description: "logs stored as bytes, so NUL and any byte are kept",
+        statements: &[],
+        engine_statements: logs_as_bytes,
+    },
+];
 
 /// The schema version this binary brings the database to.
 pub const LATEST_VERSION: i64 = 3;
@@ -162,10 +166,8 @@ pub(crate) async fn lock(conn: &mut PoolConnection<Any>, dialect: Dialect) -> St
             conn.execute(format!("SELECT pg_advisory_lock({PG_LOCK_KEY})").as_str()).await?;
         }
         Dialect::Mysql => {
-            let got: Option<i64> = sqlx::query("SELECT GET_LOCK('fn_schema_migrations', 300)")
-                .fetch_one(&mut **conn)
-                .await?
-                .try_get(0)?;
+            let got: Option<i64> =
+                sqlx::query("SELECT GET_LOCK('fn_schema_migrations', 300)").fetch_one(&mut **conn).await?.try_get(0)?;
             if got != Some(1) {
                 return Err(StoreError::Corrupt("timed out waiting for the migration lock".into()));
             }
@@ -226,7 +228,8 @@ async fn apply_pending(conn: &mut PoolConnection<Any>, dialect: Dialect, target:
                 match conn.execute(dialect.ddl(s).as_str()).await {
                     Err(sqlx::Error::Database(e))
                         if dialect == Dialect::Mysql
-                            && (e.message().contains("Duplicate key name") || e.message().contains("Duplicate column name")) => {}
+                            && (e.message().contains("Duplicate key name")
+                                || e.message().contains("Duplicate column name")) => {}
                     other => {
                         other?;
                     }

@@ -24,9 +24,9 @@ use async_trait::async_trait;
 use sqlx::AnyPool;
 
 pub use connect::{DbUrl, DbUrlError};
-pub(crate) use rows::text;
 pub use dialect::Dialect;
 pub use migrations::LATEST_VERSION;
+pub(crate) use rows::text;
 
 use super::{Datastore, StoreResult};
 
@@ -60,7 +60,8 @@ impl SqlStore {
     /// The applied schema versions, oldest first (for tests and diagnostics).
     pub async fn schema_versions(&self) -> StoreResult<Vec<i64>> {
         use sqlx::Row;
-        let rows = sqlx::query("SELECT version FROM fn_schema_migrations ORDER BY version").fetch_all(&self.pool).await?;
+        let rows =
+            sqlx::query("SELECT version FROM fn_schema_migrations ORDER BY version").fetch_all(&self.pool).await?;
         Ok(rows.iter().map(|r| r.try_get::<i64, _>(0)).collect::<Result<_, _>>()?)
     }
 

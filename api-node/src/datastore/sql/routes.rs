@@ -18,9 +18,9 @@ impl RouteStore for SqlStore {
         if sqlx::query(&check).bind(&route.app_id).fetch_optional(&mut *tx).await?.is_none() {
             return Err(Error::AppNotFound.into());
         }
-        let sql = self.sql(&format!(
-            "INSERT INTO routes ({ROUTE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )).into_owned();
+        let sql = self
+            .sql(&format!("INSERT INTO routes ({ROUTE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+            .into_owned();
         let result = sqlx::query(&sql)
             .bind(&route.app_id)
             .bind(&route.path)

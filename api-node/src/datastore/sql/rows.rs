@@ -67,7 +67,9 @@ fn time(row: &AnyRow, col: &str) -> StoreResult<DateTime> {
 
 fn opt_time(row: &AnyRow, col: &str) -> StoreResult<Option<DateTime>> {
     let s = opt_text(row, col)?;
-    s.filter(|s| !s.is_empty()).map(|s| DateTime::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("{col} {s:?}")))).transpose()
+    s.filter(|s| !s.is_empty())
+        .map(|s| DateTime::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("{col} {s:?}"))))
+        .transpose()
 }
 
 fn int(row: &AnyRow, col: &str) -> StoreResult<i64> {

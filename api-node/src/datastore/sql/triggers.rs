@@ -41,7 +41,9 @@ impl TriggerStore for SqlStore {
             return Err(Error::AppNotFound.into());
         }
         self.check_fn_of_app(&mut tx, &t.app_id, &t.fn_id).await?;
-        let sql = self.sql(&format!("INSERT INTO triggers ({TRIGGER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")).into_owned();
+        let sql = self
+            .sql(&format!("INSERT INTO triggers ({TRIGGER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+            .into_owned();
         let result = sqlx::query(&sql)
             .bind(&t.id)
             .bind(&t.name)
@@ -90,7 +92,9 @@ impl TriggerStore for SqlStore {
             if next.fn_id != current.fn_id {
                 self.check_fn_of_app(&mut tx, &next.app_id, &next.fn_id).await?;
             }
-            let update = self.sql("UPDATE triggers SET name = ?, fn_id = ?, source = ?, annotations = ?, updated_at = ? WHERE id = ?");
+            let update = self.sql(
+                "UPDATE triggers SET name = ?, fn_id = ?, source = ?, annotations = ?, updated_at = ? WHERE id = ?",
+            );
             let result = sqlx::query(&update)
                 .bind(&next.name)
                 .bind(&next.fn_id)

@@ -6,10 +6,7 @@ use std::io::Write;
 
 fn main() {
     fdk::run(move |req| {
-        let extra: usize = String::from_utf8_lossy(&req.body)
-            .trim()
-            .parse()
-            .unwrap_or(0);
+        let extra: usize = String::from_utf8_lossy(&req.body).trim().parse().unwrap_or(0);
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(b"nul:\0 invalid:\xff\xfe end\n");
         let pattern = [0u8, 0xff, b'a', b'\n'];

@@ -2,17 +2,11 @@
 //! in headers; honours `X-Status` (response status) and `X-Header-*` (extra response headers).
 //! `X-Request-Url` reports the request URL the function saw.
 fn main() {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string();
     let mut count = 0u64;
     fdk::run(move |req| {
         count += 1;
-        let status = req
-            .header("X-Status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(200);
+        let status = req.header("X-Status").and_then(|s| s.parse().ok()).unwrap_or(200);
         let mut resp = fdk::Response::ok(req.body.clone())
             .status(status)
             .header("Content-Type", "text/plain")

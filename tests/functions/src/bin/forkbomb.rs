@@ -4,11 +4,9 @@ fn main() {
     fdk::run(move |_req| {
         let mut spawned = 0u32;
         while spawned < 10_000 {
-            let t = std::thread::Builder::new()
-                .stack_size(64 << 10)
-                .spawn(|| loop {
-                    std::thread::park()
-                });
+            let t = std::thread::Builder::new().stack_size(64 << 10).spawn(|| loop {
+                std::thread::park()
+            });
             if t.is_err() {
                 break;
             }
