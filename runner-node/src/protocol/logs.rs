@@ -306,8 +306,10 @@ impl CallLogs {
     }
 }
 
-/// The call a frame line announces: an open or recently completed call's id, not older than the
-/// stream's last frame.
+/// The call a frame line announces: the oldest open or recently completed call with its id that is
+/// newer than the stream's last frame (each frame starts the next call on its stream). Newer, not just
+/// equal: the attempts of a retried async call share one call id, and the next attempt's frame must not
+/// be taken for the previous one's.
 fn frame_of(st: &State, s: usize, prefix: &[u8], text: &[u8]) -> Option<u64> {
     let value = text.strip_prefix(prefix)?;
     let after = st.streams[s].target.unwrap_or(0);
@@ -315,8 +317,9 @@ fn frame_of(st: &State, s: usize, prefix: &[u8], text: &[u8]) -> Option<u64> {
         .iter()
         .map(|c| (c.seq, &c.call_id))
         .chain(st.closed.iter().map(|(seq, id)| (*seq, id)))
-        .find(|(seq, id)| *seq >= after && id.as_bytes() == value)
+        .filter(|(seq, id)| *seq > after && id.as_bytes() == value)
         .map(|(seq, _)| seq)
+        .min()
 }
 
 #[cfg(test)]
@@ -328,6 +331,19 @@ mod tests {
 
     fn text(b: Bytes) -> String {
         String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn attempts_sharing_a_call_id_keep_their_own_lines() {
+        let logs = CallLogs::new("c", true, false, 1 << 20);
+        let first = logs.open("A");
+        logs.write(Stream::Stderr, b"\nfn_call_id=A\nfirst\n");
+        let second = logs.open("A");
+        logs.write(Stream::Stderr, b"\nfn_call_id=A\nsecond\n");
+        logs.open("B");
+        logs.write(Stream::Stderr, b"\nfn_call_id=B\n");
+        assert_eq!(text(logs.finish(first, Instant::now(), Q, MAX).await), "first\n");
+        assert_eq!(text(logs.finish(second, Instant::now(), Q, MAX).await), "second\n");
     }
 
     #[tokio::test]
