@@ -296,7 +296,7 @@ impl Settings {
                 .into())
             }
         };
-        let max: u64 = parse_or(src, "FN_MAX_REQUEST_SIZE", runner_node::config::DEFAULT_MAX_BODY_SIZE)?;
+        let max: u64 = parse_or(src, "FN_MAX_REQUEST_SIZE", shared::config::DEFAULT_MAX_BODY_SIZE)?;
         let public = string_or(src, "FN_PUBLIC_LB_URL", "");
         let public_url = if public.trim().is_empty() {
             format!("http://localhost:{port}")
@@ -397,7 +397,7 @@ impl Settings {
             async_policy: crate::direct::AsyncPolicy::default(),
             lost_call_after: None,
             http_timeouts: runner_node::slow_clients::HttpTimeouts::default(),
-            hybrid_max_message: shared::config::hybrid_message_limit(shared::config::DEFAULT_MAX_LOG_SIZE, 0),
+            hybrid_max_message: shared::config::default_hybrid_message_limit(),
         }
     }
 

@@ -134,7 +134,7 @@ async fn exercise(w: &World, client: &dyn DataAccess, bad: &dyn DataAccess) {
 
 /// Serves the hybrid HTTP API over `w` (token required) on a free port; returns its base URL.
 fn serve_http(w: &World) -> String {
-    let max_body = shared::config::hybrid_message_limit(shared::config::DEFAULT_MAX_LOG_SIZE, 0);
+    let max_body = shared::config::default_hybrid_message_limit();
     let state = HybridState { data: w.data.clone(), token: Some(TOKEN.into()), max_body };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

@@ -4,10 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Default limit on invoke request bodies and function responses (`FN_MAX_REQUEST_SIZE`,
-/// `FN_MAX_RESPONSE_SIZE`): 6 MiB, like the large public FaaS platforms, so one call cannot make the
-/// node buffer an unbounded body. 0 turns a limit off.
-pub const DEFAULT_MAX_BODY_SIZE: u64 = 6 * 1024 * 1024;
+pub use shared::config::DEFAULT_MAX_BODY_SIZE;
 
 /// How the agent runs containers. Build it with [`AgentConfig::from_env`] or start from
 /// [`AgentConfig::default`] (Fn's defaults) and override fields.

@@ -111,8 +111,14 @@ pub fn msecs_at_least_zero(src: &dyn Source, name: &str, default_ms: i64) -> Res
 /// `FN_MAX_LOG_SIZE_BYTES` default: the largest call log kept, in bytes.
 pub const DEFAULT_MAX_LOG_SIZE: u64 = 1 << 20;
 
-/// The largest call body the hybrid API carries when `FN_MAX_REQUEST_SIZE` is 0 (Fn's "unlimited"):
-/// the management API's own cap.
+/// Default limit on invoke request bodies and function responses (`FN_MAX_REQUEST_SIZE`,
+/// `FN_MAX_RESPONSE_SIZE`): 6 MiB, like the large public FaaS platforms, so one call cannot make a
+/// node buffer an unbounded body. 0 turns a limit off.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 6 << 20;
+
+/// The largest body taken when `FN_MAX_REQUEST_SIZE` is 0 (Fn's "unlimited"): the management API's
+/// own cap (app, fn, route and trigger bodies are small, and an unbounded body would let one request
+/// exhaust memory), and so the largest call body the hybrid API carries.
 pub const UNLIMITED_REQUEST_BODY: u64 = 16 << 20;
 
 /// Room for a call record, a queued call's headers and the JSON around them.
@@ -130,10 +136,15 @@ pub fn hybrid_message_limit(max_log: u64, max_request: u64) -> usize {
     usize::try_from(limit).unwrap_or(usize::MAX)
 }
 
+/// [`hybrid_message_limit`] with both variables at their defaults.
+pub fn default_hybrid_message_limit() -> usize {
+    hybrid_message_limit(DEFAULT_MAX_LOG_SIZE, DEFAULT_MAX_BODY_SIZE)
+}
+
 /// [`hybrid_message_limit`] from the variables in `src`.
 pub fn hybrid_message_limit_from(src: &dyn Source) -> Result<usize, ConfigError> {
     let max_log: i64 = parse_or(src, "FN_MAX_LOG_SIZE_BYTES", DEFAULT_MAX_LOG_SIZE as i64)?;
-    let max_request: i64 = parse_or(src, "FN_MAX_REQUEST_SIZE", 0)?;
+    let max_request: i64 = parse_or(src, "FN_MAX_REQUEST_SIZE", DEFAULT_MAX_BODY_SIZE as i64)?;
     Ok(hybrid_message_limit(max_log.max(0) as u64, max_request.max(0) as u64))
 }
 
@@ -168,6 +179,7 @@ mod tests {
         env.insert("FN_MAX_LOG_SIZE_BYTES".to_string(), "-5".to_string());
         env.insert("FN_MAX_REQUEST_SIZE".to_string(), "100".to_string());
         assert_eq!(hybrid_message_limit_from(&env), Ok(hybrid_message_limit(0, 100)));
+        assert_eq!(hybrid_message_limit_from(&HashMap::new()), Ok(default_hybrid_message_limit()));
     }
 
     #[test]

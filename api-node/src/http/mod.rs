@@ -33,10 +33,6 @@ pub use errors::{ApiError, ApiVersion, WithVersion};
 /// The server's version, reported by `GET /version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Largest management API body when `FN_MAX_REQUEST_SIZE` is 0 (Fn's "unlimited"): app, fn, route and
-/// trigger bodies are small, and an unbounded body would let one request exhaust memory.
-pub const DEFAULT_MAX_BODY: u64 = 16 * 1024 * 1024;
-
 /// Annotation carrying a fn's invoke URL (added on read, never stored).
 pub const FN_INVOKE_ENDPOINT: &str = "fnproject.io/fn/invokeEndpoint";
 /// Annotation carrying an HTTP trigger's URL (added on read, never stored).
@@ -74,12 +70,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over `store` with no extensions; `max_request_size` `None` means [`DEFAULT_MAX_BODY`].
+    /// State over `store` with no extensions; `max_request_size` `None` means [`shared::config::UNLIMITED_REQUEST_BODY`].
     pub fn new(store: Arc<dyn Datastore>, public_url: &str, max_request_size: Option<u64>) -> Self {
         AppState {
             store,
             public_url: public_url.trim_end_matches('/').into(),
-            max_request_size: Some(max_request_size.unwrap_or(DEFAULT_MAX_BODY)),
+            max_request_size: Some(max_request_size.unwrap_or(shared::config::UNLIMITED_REQUEST_BODY)),
             ext: Extensions::default(),
             node_type: NodeType::Full,
         }

@@ -176,7 +176,7 @@ pub async fn serve_on(
     tls: Option<GrpcTls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), GrpcError> {
-    let max_message = shared::config::hybrid_message_limit(shared::config::DEFAULT_MAX_LOG_SIZE, 0);
+    let max_message = shared::config::default_hybrid_message_limit();
     serve_on_with(listener, data, token, tls, &HttpTimeouts::default(), max_message, shutdown).await
 }
 

@@ -89,8 +89,7 @@ impl GrpcClient {
             None => None,
         };
         let client = HybridClient::new(endpoint.connect_lazy());
-        Ok(GrpcClient { client, auth, timeout }
-            .with_max_message(shared::config::hybrid_message_limit(shared::config::DEFAULT_MAX_LOG_SIZE, 0)))
+        Ok(GrpcClient { client, auth, timeout }.with_max_message(shared::config::default_hybrid_message_limit()))
     }
 
     /// Sends and takes messages up to `bytes` (tonic's default is 4 MiB, less than a report with a

@@ -89,7 +89,7 @@ impl Default for HybridSettings {
             report_retry_max: Duration::from_secs(5),
             api_ca: None,
             client_cert: None,
-            max_message: config::hybrid_message_limit(config::DEFAULT_MAX_LOG_SIZE, 0),
+            max_message: config::default_hybrid_message_limit(),
         }
     }
 }
